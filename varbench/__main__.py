@@ -1,0 +1,5 @@
+"""``python -m varbench`` (what torchrun launches: ``torchrun ... -m varbench generate ...``)."""
+
+from varbench.cli.app import main
+
+main()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from varbench import published
 from varbench.errors import unknown_name
 
 HUB_VAR = "FoundationVision/var"
@@ -116,17 +117,12 @@ def _var(name, depth, patch_nums, shared_aln, reported, *, vae_ch=160, weights=T
     )
 
 
-def _rep(fid, is_, source, **extra):
-    return {"fid": fid, "is": is_, "source": source, **extra}
-
-
-_NEURIPS = "VAR NeurIPS 2024 Table 1"
-_README = "VAR README zoo (arXiv v1)"
-_var("var_d16", 16, PATCH_NUMS_256, False, (_rep(3.30, 274.4, _NEURIPS, precision=0.84, recall=0.51), _rep(3.55, None, _README)))
-_var("var_d20", 20, PATCH_NUMS_256, False, (_rep(2.57, 302.6, _NEURIPS, precision=0.83, recall=0.56), _rep(2.95, None, _README)))
-_var("var_d24", 24, PATCH_NUMS_256, False, (_rep(2.09, 312.9, _NEURIPS, precision=0.82, recall=0.59), _rep(2.33, None, _README)))
-_var("var_d30", 30, PATCH_NUMS_256, False, (_rep(1.92, 323.1, _NEURIPS, precision=0.82, recall=0.59), _rep(1.97, None, _README)))
-_var("var_d36", 36, PATCH_NUMS_512, True, (_rep(2.63, 303.2, "VAR NeurIPS 2024 Table 2 (d36-s)"), _rep(2.63, None, _README)))
+# Published numbers come from baselines/published/*.csv (varbench.published), the single source of truth.
+_var("var_d16", 16, PATCH_NUMS_256, False, published.reported("var_d16"))
+_var("var_d20", 20, PATCH_NUMS_256, False, published.reported("var_d20"))
+_var("var_d24", 24, PATCH_NUMS_256, False, published.reported("var_d24"))
+_var("var_d30", 30, PATCH_NUMS_256, False, published.reported("var_d30"))
+_var("var_d36", 36, PATCH_NUMS_512, True, published.reported("var_d36"))
 # Tiny random-init variants: sample in seconds on CPU, no weights.  Flagged as random in every output.
 _var("var_test", 1, (1, 2, 4), False, (), vae_ch=32, weights=False, random_init=True,
      notes="depth 1, width 64, 64 px, random weights: pipeline tests only")

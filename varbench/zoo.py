@@ -86,12 +86,12 @@ def names() -> list[str]:
     return list(_loaded())
 
 
-def var_params(depth: int, num_tokens: int, shared_aln: bool) -> int:
+def var_params(depth: int, num_tokens: int, shared_aln: bool, num_scales: int = 10) -> int:
     """Exact VAR parameter count (closed form; VAE excluded, 4096 codes, 32-d latents, 1001 class rows)."""
     c, h = 64 * depth, depth
     if shared_aln:
-        return depth * (12 * c * c + 14 * c + h) + 8 * c * c + c * (num_tokens + 5149) + 4096
-    return depth * (18 * c * c + 14 * c + h) + 2 * c * c + c * (num_tokens + 5143) + 4096
+        return depth * (12 * c * c + 14 * c + h) + 8 * c * c + c * (num_tokens + 5139 + num_scales) + 4096
+    return depth * (18 * c * c + 14 * c + h) + 2 * c * c + c * (num_tokens + 5133 + num_scales) + 4096
 
 
 def _var(name, depth, patch_nums, shared_aln, reported, *, vae_ch=160, weights=True, random_init=False, notes=""):
@@ -106,7 +106,7 @@ def _var(name, depth, patch_nums, shared_aln, reported, *, vae_ch=160, weights=T
             family="var",
             builder="varbench.generator:build_var",
             resolution=16 * patch_nums[-1],
-            params=var_params(depth, sum(p * p for p in patch_nums), shared_aln),
+            params=var_params(depth, sum(p * p for p in patch_nums), shared_aln, len(patch_nums)),
             arch={"depth": depth, "patch_nums": tuple(patch_nums), "shared_aln": shared_aln, "vae_ch": vae_ch},
             weights=files,
             sampling=dict(VAR_FID_SAMPLING),

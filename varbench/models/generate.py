@@ -100,12 +100,15 @@ def sample(
     rng: torch.Generator | Sequence[torch.Generator] | None,
     autocast_dtype: torch.dtype | None = None,
     hook=None,
+    use_kv_cache: bool = True,
 ) -> SampleOutput:
     """Next-scale sampling of ``batch_size`` images.
 
     labels: a (B,) tensor, an int (every row that class; negative = null class), or None (drawn uniformly from
     ``rng`` first, official mode only).  ``rng``: one generator (official order) or a list of B generators
     (per-sample).  ``hook(name, si, tensor)`` (optional) observes "raw_logits", "cfg_logits", "tokens".
+    ``use_kv_cache=False`` recomputes the whole prefix at every scale (the speed study's no-cache baseline; same
+    tokens up to float noise).
     """
     cfg = var.cfg
     B, S = batch_size, len(cfg.patch_nums)
@@ -125,13 +128,18 @@ def sample(
     f_hat = cond.new_zeros(B, cfg.latent_dim, last, last, dtype=torch.float32)
     codebook = vae.quantize.embedding.weight
     cache = var.new_cache()
+    prefix = None  # no-cache mode: every input so far, (2B, T, C)
     tokens = []
     cur = 0
     for si, pn in enumerate(cfg.patch_nums):
         ratio = si / (S - 1)
         cur += pn * pn
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            logits = var.step(x, cond, cache)  # (2B, pn*pn, V) float32
+            if use_kv_cache:
+                logits = var.step(x, cond, cache)  # (2B, pn*pn, V) float32
+            else:
+                prefix = x if prefix is None else torch.cat((prefix, x), dim=1)
+                logits = var.step_no_cache(prefix, cond, pn * pn)
         t = sc.cfg * ratio
         guided = (1 + t) * logits[:B] - t * logits[B:]
         if hook is not None:

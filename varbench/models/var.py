@@ -131,3 +131,13 @@ class VAR(nn.Module):
         for block, c in zip(self.blocks, cache):
             x = block(x, mod, None, c)
         return self.logits(x, cond)
+
+    def step_no_cache(self, prefix: torch.Tensor, cond: torch.Tensor, num_new: int) -> torch.Tensor:
+        """Recompute the whole prefix (B, T, C) under the block-causal mask; logits of its last ``num_new`` tokens."""
+        T = prefix.shape[1]
+        mod = self.shared_ada_lin(cond)
+        bias = self.attn_bias_for_masking[:, :, :T, :T]
+        x = prefix
+        for block in self.blocks:
+            x = block(x, mod, bias, None)
+        return self.logits(x[:, T - num_new :], cond)

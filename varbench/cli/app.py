@@ -24,6 +24,7 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "varbench.cli.zoo",
     "varbench.cli.sample",
+    "varbench.cli.report",
 )
 
 

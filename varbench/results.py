@@ -12,6 +12,47 @@ A result is one JSON object; every key is documented here (like lm-eval's ``resu
       "results": {...},                # kind-specific numbers (metric keys are plain: "fid", "is_mean", ...)
       "random_weights": false          # true when any model ran with random weights (always shown in reports)
     }
+
+Kind-specific ``config`` and ``results`` (``FidResults``, ``GenerateResults``, ``SpeedRow``, ``SpeedFit`` below).  Metric keys are the ones
+registered in ``varbench.metrics.registry`` (which also says which direction is better); a reader must accept extra
+keys and treat a missing optional key as "not measured".  Compatible additions (new optional keys) keep
+``schema_version`` 1; renaming or removing a key, or changing a unit, bumps it.
+
+``generate`` (``varbench.sampler``; the output directory holds ``result.json`` beside ``samples.npz``)::
+
+    config:  {"model": "var_d16",                   # zoo name
+              "generator": {...},                   # the generator's identity (class, weights sha256, resolution)
+              "weights": {"var": PATH, ...},        # weight files used
+              "sampling": {"cfg": 1.5, "top_k": 900, "top_p": 0.96, "more_smooth": false, ...},
+              "seed": 0, "rng": "...",              # global seed and RNG mode (see varbench.shard)
+              "plan": {"num_samples": 50000, "per_class": 50, "labels": null, ...},  # label plan
+              "dtype", "device", "batch_size", "world_size", "png", "out"}
+    results: {"num_samples": 50000, "resolution": 256,
+              "samples_npz": PATH, "samples_sha256": HEX,  # ADM format: arr_0 uint8 (N,H,W,3), labels, indices
+              "wall_seconds": 812.3,                # this session, all processes
+              "images_per_second": 61.5,            # registry key images_per_s (reports accept both spellings)
+              ...}
+
+``fid`` (``varbench.evaluate``)::
+
+    config:  {"model": "var_d16" | absent,          # present when the samples come from a varbench generate dir
+              "sampling": {...}, "plan": {...},     # copied from that generate result when known
+              ...}                                  # evaluator settings: backends, reference, batch size, device
+    results: {"metrics": {"fid", "sfid", "is_mean", "is_std", "precision", "recall", "kid_mean", "kid_std"},
+                                                    # the ADM-protocol backend's numbers
+              "backends": {NAME: {same keys}},      # every backend that ran (cross-checks)
+              "reference": {"name", "sha256", "extractor", "n", "resolution"},  # reference batch / stats
+              "samples": {"path", "n", "sha256", "resolution"}}                # the scored npz
+
+``speed`` (``varbench.timing``)::
+
+    results: {"rows": [{"model", "family", "mode",  # mode: "var_kv" | "var_nokv" | "raster_kv" | "raster_nokv"
+                        "resolution", "batch_size", "steps", "tokens",
+                        "latency_s",                # seconds per generate call of batch_size images
+                        "throughput_img_s",         # images per second
+                        "flops_analytic", "flops_counted",  # FLOPs per image without CFG (formula; counter)
+                        "peak_mem_bytes", "vq_decode_s"}, ...],
+              "fits": [{"mode", "exponent", "ci": [lo, hi]}, ...]}  # latency ~ n^exponent over resolutions
 """
 
 from __future__ import annotations
@@ -38,6 +79,55 @@ class Result(TypedDict):
     config: dict  # the full run configuration
     results: dict  # the numbers
     random_weights: bool  # any model with random weights
+
+
+class QualityMetrics(TypedDict, total=False):
+    fid: float  # Frechet distance of Inception pool features (lower is better)
+    sfid: float  # the same on spatial (mixed_6/conv) features
+    is_mean: float  # Inception Score, mean over splits
+    is_std: float  # Inception Score, std over splits
+    precision: float  # improved precision (k=3 manifolds)
+    recall: float  # improved recall
+    kid_mean: float  # kernel Inception distance, mean over subsets
+    kid_std: float  # its std over subsets
+
+
+class FidResults(TypedDict, total=False):
+    metrics: QualityMetrics  # the ADM-protocol backend
+    backends: dict  # backend name -> QualityMetrics
+    reference: dict  # {name, sha256, extractor, n, resolution} of the reference batch or stats
+    samples: dict  # {path, n, sha256, resolution} of the scored npz
+
+
+class GenerateResults(TypedDict, total=False):
+    num_samples: int  # images in samples.npz
+    resolution: int  # pixels per side
+    samples_npz: str  # path of the ADM-format npz
+    samples_sha256: str  # its sha256
+    wall_seconds: float  # wall time of the session
+    images_per_second: float  # images generated per second (registry key images_per_s)
+
+
+class SpeedRow(TypedDict, total=False):
+    model: str  # zoo name
+    family: str  # "var" | "llamagen" | "raster"
+    mode: str  # "var_kv" | "var_nokv" | "raster_kv" | "raster_nokv"
+    resolution: int  # pixels per side
+    batch_size: int  # images per generate call
+    steps: int  # sequential decoding steps
+    tokens: int  # tokens generated per image
+    latency_s: float  # seconds per call (median over timed repeats)
+    throughput_img_s: float  # images per second
+    flops_analytic: float  # FLOPs per image without CFG, from the closed-form count
+    flops_counted: float  # FLOPs per image counted by torch
+    peak_mem_bytes: int  # peak device memory of the call
+    vq_decode_s: float  # seconds spent in the VQ decoder
+
+
+class SpeedFit(TypedDict, total=False):
+    mode: str  # as in SpeedRow
+    exponent: float  # k in latency ~ n^k over the measured resolutions
+    ci: list  # [low, high] 95% interval of k
 
 
 def now_utc() -> str:
@@ -92,4 +182,7 @@ def validate(obj: Any, where: str, kind: str | None = None) -> Result:
     missing = [k for k in Result.__annotations__ if k not in obj]
     if missing:
         raise VarbenchError(f"{where} lacks required keys: {', '.join(missing)}")
+    for key in ("env", "config", "results"):
+        if not isinstance(obj[key], dict):
+            raise VarbenchError(f"{where}: {key!r} must be a JSON object, got {type(obj[key]).__name__}")
     return obj  # type: ignore[return-value]

@@ -1,0 +1,108 @@
+"""Architecture, parameter counts, KV cache vs teacher forcing, RNG modes, dtypes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from var_helpers import FIXTURES, models
+from varbench import zoo
+from varbench.generator import build, sample_seed
+from varbench.models.generate import SampleConfig, sample
+from varbench.models.var import VAR, VARConfig
+from varbench.models.vqvae import VQVAE, VQVAEConfig
+
+KEYS = json.loads((FIXTURES / "var_keys.json").read_text())
+EXACT = {"var_d16": 310_283_520, "var_d20": 600_917_136, "var_d24": 1_033_399_360, "var_d30": 2_010_020_356,
+         "var_d36": 2_353_893_904}
+
+
+@pytest.mark.parametrize("name", sorted(EXACT))
+def test_official_keys_shapes_and_param_counts(name):
+    spec = zoo.get(name)
+    with torch.device("meta"):
+        var = VAR(VARConfig(depth=spec.arch["depth"], patch_nums=spec.arch["patch_nums"], shared_aln=spec.arch["shared_aln"]))
+    ref = KEYS[name]
+    got = {k: list(v.shape) for k, v in var.state_dict().items()}
+    assert got == ref["key_to_shape"]
+    assert list(got) == list(ref["key_to_shape"])  # same order too
+    n = sum(p.numel() for p in var.parameters())
+    assert n == ref["num_params"] == EXACT[name] == spec.params
+
+
+def test_vae_keys_shapes_and_param_count():
+    with torch.device("meta"):
+        vae = VQVAE(VQVAEConfig())
+    got = {k: list(v.shape) for k, v in vae.state_dict().items()}
+    assert got == KEYS["vae"]["key_to_shape"]
+    assert sum(p.numel() for p in vae.parameters()) == 108_948_355
+
+
+def test_zoo_entries():
+    assert zoo.get("var_d36").resolution == 512 and zoo.get("var_d36").arch["shared_aln"]
+    assert zoo.get("var_d16").tokens == 680 and zoo.get("var_d36").tokens == 2240
+    assert zoo.get("var_d30").steps == 10
+    with pytest.raises(Exception, match="var_d30"):
+        zoo.get("var_d3")
+
+
+@pytest.mark.parametrize("which", ["256", "512"])
+def test_kv_cache_inference_matches_teacher_forcing(which):
+    """Logits of the cached next-scale loop equal the block-causal teacher-forced forward on the sampled tokens."""
+    var, vae = models(which)
+    B = 2
+    labels = torch.tensor([3, 980])
+    raw = []
+    with sdpa_kernel(SDPBackend.MATH):
+        out = sample(var, vae, labels, B, SampleConfig(cfg=0.0, top_k=0, top_p=0.0), torch.Generator().manual_seed(0),
+                     hook=lambda kind, si, t: raw.append(t[:B].clone()) if kind == "raw_logits" else None)
+        with torch.inference_mode():
+            tf = var(labels, vae.quantize.teacher_forcing_input(out.tokens))
+    for si, (b, e) in enumerate(var.cfg.begin_ends):
+        diff = (tf[:, b:e] - raw[si]).abs().max().item()
+        assert diff < 1e-4, f"scale {si}: {diff}"
+
+
+def test_no_cache_decoding_gives_same_tokens():
+    var, vae = models("256")
+    sc = SampleConfig()
+    a = sample(var, vae, torch.tensor([1, 2]), 2, sc, torch.Generator().manual_seed(3))
+    b = sample(var, vae, torch.tensor([1, 2]), 2, sc, torch.Generator().manual_seed(3), use_kv_cache=False)
+    assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens))
+
+
+@pytest.mark.parametrize("name", ["var_test", "var_test_512"])
+def test_per_sample_rng_is_batch_invariant(name):
+    g = build(zoo.get(name))
+    labels = [1, 207, 980, 999, 5, 6, 7, 8]
+    seeds = [sample_seed(0, i) for i in range(8)]
+    full = g.generate(labels, seeds)
+    for bs in (1, 3):
+        parts = np.concatenate([g.generate(labels[i : i + bs], seeds[i : i + bs]) for i in range(0, 8, bs)])
+        assert np.array_equal(parts, full), f"batch size {bs} changed the images"
+    assert full.dtype == np.uint8 and full.shape == (8, g.resolution, g.resolution, 3)
+    assert not np.array_equal(full[0], full[1])
+
+
+def test_official_rng_mode_is_seeded():
+    g = build(zoo.get("var_test"))
+    a = g.generate_official([1, 2, 3], seed=5)
+    assert np.array_equal(a, g.generate_official([1, 2, 3], seed=5))
+    assert not np.array_equal(a, g.generate_official([1, 2, 3], seed=6))
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_reduced_precision_runs(dtype):
+    g = build(zoo.get("var_test"), dtype=dtype)
+    imgs = g.generate([1, 2], [sample_seed(0, 0), sample_seed(0, 1)])
+    assert imgs.shape == (2, 64, 64, 3) and imgs.std() > 0
+
+
+def test_top_k_top_p_more_smooth_options_reach_sampler():
+    g = build(zoo.get("var_test"), cfg=4.0, top_k=10, top_p=0.5, more_smooth=True)
+    assert g.describe()["sampling"] == {"cfg": 4.0, "top_k": 10, "top_p": 0.5, "more_smooth": True}
+    assert g.generate([1], [7]).shape == (1, 64, 64, 3)

@@ -1,0 +1,134 @@
+"""Checkpoint resolution and loading: strict keys, clear one-line errors, the pickle guard."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from var_recipe import recipe_vae, recipe_var
+from varbench import weights, zoo
+from varbench.errors import VarbenchError
+from varbench.generator import build, sample_seed
+from varbench.models.var import VARConfig
+from varbench.models.vqvae import VQVAEConfig
+from varbench.zoo import GeneratorSpec
+
+PN = (1, 2, 4)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    """Official-layout state dicts of a tiny VAR and VAE, saved the way the released files are (plain dicts)."""
+    d = tmp_path_factory.mktemp("ckpt")
+    var = recipe_var(VARConfig(depth=1, patch_nums=PN))
+    vae = recipe_vae(VQVAEConfig(patch_nums=PN, ch=32))
+    torch.save(var.state_dict(), d / "var.pth")
+    torch.save(vae.state_dict(), d / "vae.pth")
+    return d, var.state_dict(), vae.state_dict()
+
+
+def custom(pn=PN):
+    return GeneratorSpec(name="custom_var", family="var", builder="varbench.generator:build_var",
+                         resolution=16 * pn[-1], params=0, arch={"patch_nums": pn, "infer": True})
+
+
+def test_custom_checkpoints_load_and_sample(ckpts):
+    d, _, _ = ckpts
+    g = build(custom(), {"var": d / "var.pth", "vae": d / "vae.pth"})
+    assert g.var.cfg.depth == 1 and g.var.cfg.C == 64 and g.vae.cfg.ch == 32 and not g.random_weights
+    imgs = g.generate([1, 2], [sample_seed(0, 0), sample_seed(0, 1)])
+    assert imgs.shape == (2, 64, 64, 3)
+    assert len(g.describe()["checkpoint_sha256"]["var"]) == 64
+
+
+def test_wrapped_and_ddp_prefixed_state_dicts(ckpts, tmp_path):
+    d, var_sd, _ = ckpts
+    torch.save({"model": {f"module.{k}": v for k, v in var_sd.items()}}, tmp_path / "wrapped.pth")
+    sd = weights.load_state_dict(tmp_path / "wrapped.pth")
+    assert set(sd) == set(var_sd)
+
+
+def _err(fn) -> str:
+    with pytest.raises(VarbenchError) as e:
+        fn()
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_bad_checkpoints_give_one_line(ckpts, tmp_path):
+    d, var_sd, vae_sd = ckpts
+    vae = d / "vae.pth"
+    # missing
+    assert "not found" in _err(lambda: build(custom(), {"var": tmp_path / "nope.pth", "vae": vae}))
+    # truncated
+    raw = (d / "var.pth").read_bytes()
+    (tmp_path / "trunc.pth").write_bytes(raw[: len(raw) // 2])
+    assert "unreadable" in _err(lambda: build(custom(), {"var": tmp_path / "trunc.pth", "vae": vae}))
+    # wrong / missing keys
+    bad = dict(var_sd)
+    bad.pop("head.bias")
+    bad["extra.weight"] = torch.zeros(3)
+    torch.save(bad, tmp_path / "keys.pth")
+    msg = _err(lambda: build(custom(), {"var": tmp_path / "keys.pth", "vae": vae}))
+    assert "missing keys: head.bias" in msg and "unexpected keys: extra.weight" in msg
+    # wrong shapes
+    bad = dict(var_sd)
+    bad["head.bias"] = torch.zeros(7)
+    torch.save(bad, tmp_path / "shape.pth")
+    assert "head.bias (7,) vs expected (4096,)" in _err(lambda: build(custom(), {"var": tmp_path / "shape.pth", "vae": vae}))
+    # a VAR file given as the VAE
+    assert "VAR transformer checkpoint" in _err(lambda: build(custom(), {"var": d / "var.pth", "vae": d / "var.pth"}))
+    # wrong schedule
+    assert "--patch-nums" in _err(lambda: build(custom((1, 2, 3)), {"var": d / "var.pth", "vae": vae}))
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickle_with_code_is_refused(tmp_path, capsys):
+    torch.save({"weight": torch.zeros(1), "payload": _Evil()}, tmp_path / "evil.pth")
+    msg = _err(lambda: weights.load_state_dict(tmp_path / "evil.pth"))
+    assert "weights_only" in msg
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_zoo_depth_mismatch(ckpts):
+    d, _, _ = ckpts
+    spec = zoo.get("var_d16")
+    msg = _err(lambda: build(spec, {"var": d / "var.pth", "vae": d / "vae.pth"}, patch_nums=PN))
+    assert "depth 1" in msg and "var_d16" in msg
+
+
+def test_offline_miss_names_file_url_and_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("VARBENCH_HOME", str(tmp_path))
+    monkeypatch.setenv("VARBENCH_OFFLINE", "1")
+    msg = _err(lambda: build(zoo.get("var_d16")))
+    assert "var_d16.pth" in msg and "https://huggingface.co/FoundationVision/var/resolve/main/var_d16.pth" in msg
+    assert str(tmp_path / "weights") in msg
+
+
+def test_cache_hit_and_sha256_check(monkeypatch, tmp_path):
+    monkeypatch.setenv("VARBENCH_HOME", str(tmp_path))
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "f.pth").write_bytes(b"abc")
+    good = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert weights.resolve(zoo.WeightFile("var", "r/x", "f.pth", good)) == tmp_path / "weights" / "f.pth"
+    assert "sha256 mismatch" in _err(lambda: weights.resolve(zoo.WeightFile("var", "r/x", "f.pth", "0" * 64)))
+
+
+def test_patch_nums_required_for_custom(ckpts):
+    d, _, _ = ckpts
+    spec = GeneratorSpec(name="custom_var", family="var", builder="varbench.generator:build_var", resolution=64,
+                         params=0, arch={"infer": True})
+    assert "--patch-nums" in _err(lambda: build(spec, {"var": d / "var.pth", "vae": d / "vae.pth"}))
+
+
+def test_bad_labels_and_device():
+    g = build(zoo.get("var_test"))
+    assert "labels" in _err(lambda: g.generate([1001], [0]))
+    assert "CUDA is not available" in _err(lambda: build(zoo.get("var_test"), device="cuda"))
+    assert np.asarray(g.generate([1000], [0])).shape == (1, 64, 64, 3)  # null class allowed

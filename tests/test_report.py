@@ -198,8 +198,8 @@ def test_report_finds_the_generate_dirs_samples(tmp_path):
     out, _, _ = generate_dir(tmp_path)
     inputs = report.load_inputs([out])  # a directory stands for its result JSON
     figs, captions, notes = plots.for_report(inputs)
-    assert list(figs) == ["samples_result"] and notes == []
-    assert captions == {"samples_result": "result (var_test): rows: classes 3, 7, 11"}
+    assert list(figs) == ["samples_gen"] and notes == []
+    assert captions == {"samples_gen": "gen (var_test): rows: classes 3, 7, 11"}
     assert report.build(inputs).table("generate").records[0]["images_per_s"] == 6.0
 
 
@@ -216,7 +216,7 @@ def test_cli_writes_each_format(tmp_path, fmt):
         assert text.startswith("<!DOCTYPE html>") and text.count("data:image/png;base64,") == 2
         assert "<script" not in text and not plots_dir.exists()
     else:
-        assert sorted(p.name for p in plots_dir.iterdir()) == ["fid_vs_cfg.png", "samples_result.png"]
+        assert sorted(p.name for p in plots_dir.iterdir()) == ["fid_vs_cfg.png", "samples_gen.png"]
     if fmt == "md":
         assert "![fid_vs_cfg](r_plots/fid_vs_cfg.png)" in text and "| cfg1.0 | var_d16 | fid | 3.410 | 3.300 | +0.110 |" in text
 
@@ -268,8 +268,16 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     info = mod.main(["--out", str(tmp_path / "shot"), "--height", "6000"])
-    assert info["plots"] == ["fid_vs_cfg", "samples_result", "speed_loglog"]
+    assert info["plots"] == ["fid_vs_cfg", "samples_generate_var_test", "speed_loglog"]
     img = np.asarray(Image.open(info["png"]).convert("L"))
     assert img.shape == (6000, 1400)
     inked_rows = np.flatnonzero(img.min(axis=1) < 230)
     assert info["inked_fraction"] > 0.03 and inked_rows.max() > 4000  # tables and all three images were laid out
+
+
+def test_run_names_are_short_and_unique():
+    from pathlib import Path
+
+    names = report.run_names([Path("a/x.json"), Path("b/x.json"), Path("runs/gen/result.json")])
+    assert names == ["a/x", "b/x", "runs/gen"]
+    assert report.run_names([Path("runs/gen/result.json"), Path("fid.json")]) == ["gen", "fid"]

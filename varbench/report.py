@@ -140,8 +140,10 @@ def _looks_like_result(path: Path) -> bool:
 
 
 def run_names(paths: Sequence[Path]) -> list[str]:
-    """Short unique names: the file stem, with parent directories added until names are unique."""
+    """Short unique names: the file stem (a generate dir's ``result.json`` is named after its directory), with parent
+    directories added until names are unique."""
     parts = [Path(p).with_suffix("").parts for p in paths]
+    parts = [p[:-1] if len(p) > 1 and p[-1] == "result" else p for p in parts]
     depth = 1
     while True:
         names = ["/".join(p[-depth:]) for p in parts]

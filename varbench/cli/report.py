@@ -22,8 +22,10 @@ def report(
     max_classes: int = typer.Option(8, "--grid-classes", min=1, help="Sample grid: classes (rows)."),
     per_class: int = typer.Option(8, "--grid-samples", min=1, help="Sample grid: samples per class (columns)."),
 ) -> None:
-    """Tables built from result JSONs alone: reproduced next to published numbers, deltas, protocol differences;
-    FID-vs-CFG and speed log-log plots; a classes x samples grid for each generate run.
+    """Tables and plots from result JSONs: reproduced vs published numbers, deltas, protocol differences.
+
+    Tables are built from the JSON files alone (plus baselines/published). With --out: FID-vs-CFG and speed log-log
+    plots and a classes x samples grid for each generate run; HTML is one static file with the plots embedded.
 
     Example: varbench report runs/fid_var_test.json --format html --out reports/var_test
     """
@@ -87,8 +89,10 @@ def compare(
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON instead of a table."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the comparison to a .md or .json file."),
 ) -> None:
-    """Compare two results of one kind metric by metric; exit 1 if any metric worsened beyond its threshold,
-    0 otherwise (2 on bad input). Each metric's better direction comes from the metric registry.
+    """Gate a new result against a baseline: exit 1 on a regression beyond thresholds, else 0.
+
+    Both files must be results of one kind; every shared metric is judged by its registered direction (FID lower,
+    IS higher, ...). Bad input exits 2.
 
     Example: varbench compare reports/baseline.json runs/ci/fid.json --max-regression fid=0.01,is=0.05
     """

@@ -281,3 +281,18 @@ def test_run_names_are_short_and_unique():
     names = report.run_names([Path("a/x.json"), Path("b/x.json"), Path("runs/gen/result.json")])
     assert names == ["a/x", "b/x", "runs/gen"]
     assert report.run_names([Path("runs/gen/result.json"), Path("fid.json")]) == ["gen", "fid"]
+
+
+def test_fid_run_inherits_model_and_settings_from_its_generate_result(tmp_path):
+    out, _, _ = generate_dir(tmp_path)
+    gen = results.load(out / "result.json")
+    gen["config"]["model"] = "var_d16"
+    fid = fid_result(model=None)
+    del fid["config"]["sampling"], fid["config"]["plan"]
+    fid["results"]["samples"]["sha256"] = gen["results"]["samples_sha256"]
+    rep = report.build([("gen", gen), ("fid", fid)])
+    rec = next(r for r in rep.table("quality").records if r["metric"] == "fid" and r["paper_version"] == "VAR arXiv v1")
+    assert rec["model"] == "var_d16" and rec["published"] == 3.55
+    assert rec["differences"] == ["random weights", "labels 4_per_class vs 50_per_class", "generated at 8 vs 256"]
+    fid["results"]["samples"]["sha256"] = "ff" * 32  # other samples: nothing is inherited
+    assert {r["published"] for r in report.build([("gen", gen), ("fid", fid)]).table("quality").records} == {None}

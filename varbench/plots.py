@@ -229,7 +229,7 @@ def for_report(
     """All figures a report gets from its inputs ``(run, result, json_path)``: (name -> PNG, name -> caption, warnings)."""
     from varbench import published, report
 
-    runs = [(name, res, report.describe(res)) for name, res, *_ in inputs]
+    runs = report.link_runs([(name, res, report.describe(res)) for name, res, *_ in inputs])
     figs: dict[str, bytes] = {}
     captions: dict[str, str] = {}
     notes: list[str] = []

@@ -226,6 +226,27 @@ def generate_speed(res: dict) -> float | None:
     return _num(_first(res.get("images_per_s"), res.get("images_per_second")))
 
 
+_INHERITED = ("model", "cfg", "cfg_semantics", "top_k", "top_p", "more_smooth", "seed", "label_scheme", "resolution")
+
+
+def link_runs(runs: list[tuple]) -> list[tuple]:
+    """Fill a fid run's missing sampling facts from a generate result given alongside whose samples it scored
+    (matched by the samples' sha256), so a report needs no other files."""
+    by_sha = {}
+    for _, res, d in runs:
+        if d["kind"] == "generate" and res["results"].get("samples_sha256"):
+            by_sha[res["results"]["samples_sha256"]] = d
+    out = []
+    for name, res, d in runs:
+        samples = res["results"].get("samples") if d["kind"] == "fid" else None
+        gen = by_sha.get(samples.get("sha256")) if isinstance(samples, dict) else None
+        if gen is not None:
+            d = {**d, **{k: gen[k] for k in _INHERITED if d[k] is None and gen[k] is not None}}
+            d["random_weights"] = d["random_weights"] or gen["random_weights"]
+        out.append((name, res, d))
+    return out
+
+
 def protocol_differences(run: dict, row: dict) -> list[str]:
     """Where a reproduction's protocol differs from (or cannot be checked against) a published row's."""
     diffs: list[str] = []
@@ -286,7 +307,7 @@ def build(
     title: str = "varbench report",
 ) -> Report:
     """All report tables from ``(run name, result, ...)`` tuples (``load_inputs``) and, on request, published tables."""
-    runs = [(name, res, describe(res)) for name, res, *_ in inputs]
+    runs = link_runs([(name, res, describe(res)) for name, res, *_ in inputs])
     tables = [t for t in (runs_table(runs), quality_table(runs), cfg_sweep_table(runs), generate_table(runs)) if t]
     tables += [t for t in speed_tables(runs) if t]
     for name in published_tables:

@@ -53,6 +53,7 @@ MANIFEST, SAMPLES, RESULT, CHUNKS, PNGS, LOCK = "manifest.json", "samples.npz", 
 OWNED = (MANIFEST, SAMPLES, RESULT, CHUNKS, PNGS)  # what --overwrite removes; other files are left alone
 UINT8_RULE = "uint8 = round(255 * x) for x clamped to [0, 1] (round half to even), HWC, RGB"
 PNG_NAME = "{index:06d}.png"
+_LOCAL_KEYS = ("device", "dtype", "checkpoints")  # generator.describe() keys left out of the run identity
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed zip member timestamp: the npz bytes depend on the data only
 
 
@@ -417,7 +418,10 @@ def _sample(generator, job: GenerateJob, run_id: str, info: DistInfo, mine: list
     labels = plan.labels_array()
     chunks = [plan.chunk(c) for c in mine]
     total = sum(c.size for c in chunks)
+    import torch
+
     device_name = describe_device(job.device).get("gpu_name") or "cpu"
+    threads = torch.get_num_threads()  # CPU numerics (and so the bytes) can depend on it
     done = 0
 
     def report(n: int, chunks_done: int) -> None:
@@ -460,6 +464,7 @@ def _sample(generator, job: GenerateJob, run_id: str, info: DistInfo, mine: list
                 "world_size": info.world_size,
                 "device": job.device,
                 "device_name": device_name,
+                "torch_threads": threads,
                 "host": socket.gethostname(),
                 "created": _now(),
             },
@@ -723,9 +728,10 @@ def _remove_owned(out: Path) -> None:
 
 
 def _drop_local(obj):
-    """Drop keys that name local paths or devices (they may differ between machines of the same run)."""
+    """Drop keys that name local files or devices (they may differ between machines of the same run; the
+    checkpoint sha256s and the job's device type and dtype stay in the identity)."""
     if isinstance(obj, dict):
-        return {k: _drop_local(v) for k, v in obj.items() if "path" not in str(k).lower() and str(k) not in ("device", "dtype")}
+        return {k: _drop_local(v) for k, v in obj.items() if "path" not in str(k).lower() and str(k) not in _LOCAL_KEYS}
     if isinstance(obj, (list, tuple)):
         return [_drop_local(v) for v in obj]
     return obj

@@ -97,6 +97,8 @@ def _settings(info, o: dict) -> dict:
         bad = [k for k in LLAMAGEN_ONLY if k in user]
         if bad:
             raise VarbenchError(f"--{bad[0].replace('_', '-')} applies to LlamaGen models, not {spec.name}")
+    if spec.family == "var" and o["image_size"] is not None:
+        raise VarbenchError(f"--image-size applies to LlamaGen models; {spec.name} has a fixed size ({spec.resolution} px)")
     _check_sampling(user)
     sampling = {**{k: v for k, v in spec.sampling.items() if k in SAMPLING_KEYS}, **user}
     if o["dtype"] not in generator.DTYPES:
@@ -311,9 +313,10 @@ def _launch(s: dict, o: dict, nproc: int) -> None:
         rdzv_endpoint="localhost:0", max_restarts=0,
     )
     quiet = logging.getLogger("torch.distributed")
-    level = quiet.level
+    level, threads = quiet.level, os.environ.get("OMP_NUM_THREADS")
     quiet.setLevel(logging.CRITICAL)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    if threads is None:  # the workers inherit this process's environment
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
     try:
         elastic_launch(config, sys.executable)("-m", "varbench", "generate", *args)
     except ChildFailedError as e:
@@ -323,6 +326,8 @@ def _launch(s: dict, o: dict, nproc: int) -> None:
         raise VarbenchError(f"worker rank {rank} of {nproc} failed (exit code {failure.exitcode}); see its output above") from None
     finally:
         quiet.setLevel(level)
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
 
 
 def register(app: typer.Typer) -> None:

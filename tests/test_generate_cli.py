@@ -97,6 +97,8 @@ def test_var_test_official_mode_uses_one_batch_per_chunk(tmp_path):
         (["--model", "noise_test", "--top-p", "2"], ["--top-p must be in [0, 1]"]),
         (["--model", "var_test", "--temperature", "0.9"], ["--temperature applies to LlamaGen"]),
         (["--model", "var_test", "--patch-nums", "1,2,4"], ["--patch-nums describes a custom VAR"]),
+        (["--model", "llamagen_test", "--more-smooth"], ["--more-smooth applies to VAR models"]),
+        (["--model", "var_test", "--image-size", "256"], ["--image-size applies to LlamaGen"]),
         (["--model", "var_test", "--var-ckpt", "x.pth"], ["--var-ckpt does not apply to var_test"]),
         (["--var-ckpt", "x.pth"], ["--var-ckpt needs --vae-ckpt"]),
         (["--gpt-ckpt", "a.pt", "--vq-ckpt", "b.pt"], ["--gpt-ckpt a.pt is not a file"]),

@@ -48,7 +48,9 @@ class DistInfo:
             try:
                 return int(text)
             except ValueError:
-                raise VarbenchError(f"environment variable {key}={text!r} is not an integer (set by torchrun)") from None
+                raise VarbenchError(
+                    f"environment variable {key}={text!r} is not an integer (set by torchrun)"
+                ) from None
 
         world = read("WORLD_SIZE", 1)
         rank = read("RANK", 0)

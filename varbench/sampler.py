@@ -166,38 +166,36 @@ def run(
     tick = progress or (lambda _p: None)
     plan = job.plan
     _check_generator(generator, job)
-    identity = {"job": job_identity(job), "generator": generator_identity(generator)}
-    run_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    session = {
-        "started": _now(),
-        "world_size": info.world_size,
-        "batch_size": job.batch_size,
-        "host": socket.gethostname(),
-    }
+    session = {"started": _now(), "world_size": info.world_size, "batch_size": job.batch_size,
+               "host": socket.gethostname()}
     t_start = time.perf_counter()
     lock: _Lock | None = None
+    identity: dict = {}
 
-    def prepare() -> dict:
+    def prepare() -> dict:  # rank 0 only; the checkpoint hashes in the identity are computed once
         nonlocal lock
+        identity.update(job=job_identity(job), generator=generator_identity(generator))
+        run_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         lock = _Lock(job.out)
-        return _prepare(generator, job, identity, run_id, session)
+        return {**_prepare(generator, job, identity, run_id, session), "run_id": run_id}
 
     try:
         state = from_main(info, prepare)
         t_sample = time.perf_counter()
-        _sample(generator, job, run_id, info, assign(state["pending"], info.rank, info.world_size), state, tick)
+        mine = assign(state["pending"], info.rank, info.world_size)
+        _sample(generator, job, state["run_id"], info, mine, state, tick)
         barrier(info)
-        sample_seconds = time.perf_counter() - t_sample
-        generated = sum(plan.chunk(c).size for c in state["pending"])
-        png_seconds = 0.0
+        timing = {"t_start": t_start, "sample_seconds": time.perf_counter() - t_sample, "png_seconds": 0.0,
+                  "generated": sum(plan.chunk(c).size for c in state["pending"])}
         if job.png and not state["all_done"]:
             t_png = time.perf_counter()
-            _write_pngs(job.out, plan, int(generator.resolution), list(range(info.rank, plan.num_chunks, info.world_size)), tick)
+            every = list(range(info.rank, plan.num_chunks, info.world_size))  # PNGs of all chunks, shared out
+            _write_pngs(job.out, plan, int(generator.resolution), every, tick)
             barrier(info)
-            png_seconds = time.perf_counter() - t_png
+            timing["png_seconds"] = time.perf_counter() - t_png
         if info.is_main and not state["all_done"]:
-            _finish(generator, job, identity, run_id, session, state, sample_seconds, png_seconds, t_start)
-        return _outcome(job, generator, state, time.perf_counter() - t_start, generated, sample_seconds)
+            _finish(generator, job, identity, session, state, timing)
+        return _outcome(job, generator, state, timing)
     finally:
         if lock is not None:
             lock.release()
@@ -240,7 +238,8 @@ def _prepare(generator, job: GenerateJob, identity: dict, run_id: str, session: 
         atomic.write_json(out / MANIFEST, manifest)
     if damaged:
         log.warning("%d damaged chunk(s) in %s will be made again: %s", len(damaged), out, damaged[:10])
-    return {"pending": pending, "reused": len(records), "damaged": damaged, "samples_ok": samples_ok, "all_done": all_done}
+    return {"pending": pending, "reused": len(records), "damaged": damaged, "samples_ok": samples_ok,
+            "all_done": all_done}
 
 
 def _scan_chunks(out: Path, plan: Plan, run_id: str) -> tuple[dict[int, dict], list[int], list[int]]:
@@ -277,6 +276,7 @@ def _new_manifest(generator, job: GenerateJob, identity: dict, run_id: str) -> d
     from varbench import env
 
     plan = job.plan
+    described = _canonical(generator.describe())
     return {
         "schema": MANIFEST_SCHEMA,
         "schema_version": MANIFEST_VERSION,
@@ -289,7 +289,8 @@ def _new_manifest(generator, job: GenerateJob, identity: dict, run_id: str) -> d
             "resolution": int(generator.resolution),
             "num_classes": int(generator.num_classes),
             "random_weights": bool(generator.random_weights),
-            "describe": _canonical(generator.describe()),
+            "checkpoint_sha256": described.get("checkpoint_sha256") or {},  # role -> sha256 (empty: random init)
+            "describe": described,
             "weights": {k: str(v) for k, v in job.weights.items()},
         },
         "random_weights": bool(generator.random_weights),
@@ -308,12 +309,13 @@ def _new_manifest(generator, job: GenerateJob, identity: dict, run_id: str) -> d
     }
 
 
-def _finish(generator, job, identity, run_id, session, state, sample_seconds, png_seconds, t_start) -> None:
+def _finish(generator, job: GenerateJob, identity: dict, session: dict, state: dict, timing: dict) -> None:
+    """Rank 0, after every chunk exists: pack, then the complete manifest and result.json."""
     from varbench import env, results
 
     out, plan = job.out, job.plan
-    manifest = _read_manifest(out) or _new_manifest(generator, job, identity, run_id)
-    records = _collect_records(out, plan, run_id)
+    manifest = _read_manifest(out)  # written by _prepare; this session is its last entry
+    records = _collect_records(out, plan, state["run_id"])
     pack_seconds = 0.0
     artefacts = dict(manifest.get("artefacts") or {})
     if not state["samples_ok"]:
@@ -323,22 +325,21 @@ def _finish(generator, job, identity, run_id, session, state, sample_seconds, pn
     if job.png or _pngs_complete(out / PNGS, plan):
         artefacts["png"] = {"dir": PNGS, "count": plan.num_samples, "name_format": PNG_NAME}
     chunk_seconds = sum(r["seconds"] for r in records)
-    generated = sum(plan.chunk(c).size for c in state["pending"])
-    wall = time.perf_counter() - t_start
+    generated, sample_seconds = timing["generated"], timing["sample_seconds"]
     session.update(
         finished=_now(),
-        wall_seconds=round(wall, 3),
+        wall_seconds=round(time.perf_counter() - timing["t_start"], 3),
         sample_seconds=round(sample_seconds, 3),
         pack_seconds=round(pack_seconds, 3),
-        png_seconds=round(png_seconds, 3),
+        png_seconds=round(timing["png_seconds"], 3),
         chunks_generated=len(state["pending"]),
         chunks_reused=state["reused"],
         chunks_regenerated=state["damaged"],
         images_per_second=round(generated / sample_seconds, 4) if generated and sample_seconds > 0 else None,
         env=env.collect(job.device),
     )
-    sessions = manifest.get("sessions") or []
-    sessions = [*sessions[:-1], session] if sessions and sessions[-1].get("started") == session["started"] else [*sessions, session]
+    sessions = [*manifest["sessions"][:-1], session]
+    last = ("wall_seconds", "sample_seconds", "pack_seconds", "png_seconds", "images_per_second")
     manifest.update(
         status="complete",
         env=session["env"],
@@ -349,7 +350,7 @@ def _finish(generator, job, identity, run_id, session, state, sample_seconds, pn
             "chunk_seconds_total": round(chunk_seconds, 3),
             "images_per_second_per_process": round(plan.num_samples / chunk_seconds, 4) if chunk_seconds > 0 else None,
             "sessions_wall_seconds": round(sum(s.get("wall_seconds") or 0.0 for s in sessions), 3),
-            "last_session": {k: session[k] for k in ("wall_seconds", "sample_seconds", "pack_seconds", "png_seconds", "images_per_second")},
+            "last_session": {k: session[k] for k in last},
         },
     )
     atomic.write_json(out / MANIFEST, manifest)
@@ -382,23 +383,23 @@ def _finish(generator, job, identity, run_id, session, state, sample_seconds, pn
         "images_per_second_per_process": manifest["timings"]["images_per_second_per_process"],
         "uint8_rule": UINT8_RULE,
     }
-    result = results.make("generate", config, summary, device=job.device, random_weights=bool(generator.random_weights))
-    results.save(out / RESULT, result)
+    results.save(out / RESULT, results.make("generate", config, summary, device=job.device,
+                                            random_weights=bool(generator.random_weights)))
 
 
-def _outcome(job, generator, state, seconds, generated, sample_seconds) -> GenerateOutcome:
-    png_dir = job.out / PNGS if job.png else None
+def _outcome(job: GenerateJob, generator, state: dict, timing: dict) -> GenerateOutcome:
+    generated, sample_seconds = timing["generated"], timing["sample_seconds"]
     return GenerateOutcome(
         out=job.out,
         samples=job.out / SAMPLES,
-        png_dir=png_dir,
+        png_dir=job.out / PNGS if job.png else None,
         num_samples=job.plan.num_samples,
         resolution=int(generator.resolution),
         num_chunks=job.plan.num_chunks,
         chunks_generated=len(state["pending"]),
         chunks_reused=state["reused"],
         chunks_regenerated=len(state["damaged"]),
-        seconds=seconds,
+        seconds=time.perf_counter() - timing["t_start"],
         images_per_second=generated / sample_seconds if generated and sample_seconds > 0 else 0.0,
         random_weights=bool(generator.random_weights),
         already_complete=state["all_done"],
@@ -432,13 +433,16 @@ def _sample(generator, job: GenerateJob, run_id: str, info: DistInfo, mine: list
         t0 = time.perf_counter()
         parts = []
         if plan.rng == "official":
-            parts.append(_checked(generator, generator.generate_official(labels[chunk.start : chunk.stop].tolist(), plan.chunk_seed(chunk.index)), chunk.size))
+            chunk_labels = labels[chunk.start : chunk.stop].tolist()
+            images = generator.generate_official(chunk_labels, plan.chunk_seed(chunk.index))
+            parts.append(_checked(generator, images, chunk.size))
             done += chunk.size
             report(chunk.size, k)
         else:
             for s in range(chunk.start, chunk.stop, job.batch_size):
                 e = min(s + job.batch_size, chunk.stop)
-                parts.append(_checked(generator, generator.generate(labels[s:e].tolist(), plan.sample_seeds(s, e)), e - s))
+                images = generator.generate(labels[s:e].tolist(), plan.sample_seeds(s, e))
+                parts.append(_checked(generator, images, e - s))
                 done += e - s
                 report(e - s, k)
         images = parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -539,7 +543,9 @@ class _ChunkReader:
             ) from None
         want = (chunk.size, self.resolution, self.resolution, 3)
         if arr.dtype != np.uint8 or arr.shape != want:
-            raise VarbenchError(f"chunk file {npy} holds {arr.dtype} {arr.shape}, expected uint8 {want}; rerun to remake it")
+            raise VarbenchError(
+                f"chunk file {npy} holds {arr.dtype} {arr.shape}, expected uint8 {want}; rerun to remake it"
+            )
         return arr
 
     def row(self, index: int) -> np.ndarray:
@@ -576,7 +582,8 @@ def _pack(out: Path, plan: Plan, resolution: int, block: int = 256) -> dict:
         "file": SAMPLES,
         "sha256": sha256_file(path),
         "bytes": path.stat().st_size,
-        "arrays": {"arr_0": ["uint8", list(shape)], "labels": ["int64", [plan.num_samples]], "indices": ["int64", [plan.num_samples]]},
+        "arrays": {"arr_0": ["uint8", list(shape)], "labels": ["int64", [plan.num_samples]],
+                   "indices": ["int64", [plan.num_samples]]},
         "order": "shuffled" if not plan.explicit else "label order",
         "uint8_rule": UINT8_RULE,
     }
@@ -598,7 +605,8 @@ def write_npz(f, members) -> None:
             expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             written = 0
             with zf.open(info, mode="w", force_zip64=True) as member:
-                header = {"descr": npy_format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
+                descr = npy_format.dtype_to_descr(np.dtype(dtype))
+                header = {"descr": descr, "fortran_order": False, "shape": tuple(shape)}
                 npy_format.write_array_header_1_0(member, header)
                 for data in blocks:
                     member.write(data)
@@ -656,7 +664,9 @@ def _read_manifest(out: Path) -> dict | None:
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise VarbenchError(f"{path} is unreadable ({type(e).__name__}); use another --out or pass --overwrite") from None
+        raise VarbenchError(
+            f"{path} is unreadable ({type(e).__name__}); use another --out or pass --overwrite"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
         raise VarbenchError(f"{path} is not a varbench generate manifest; use another --out or pass --overwrite")
     if manifest.get("schema_version") != MANIFEST_VERSION:
@@ -788,7 +798,9 @@ class _Lock:
         except OSError as e:
             os.close(self.fd)
             if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise VarbenchError(f"another varbench generate is writing to {out}; wait for it or use another --out") from None
+                raise VarbenchError(
+                    f"another varbench generate is writing to {out}; wait for it or use another --out"
+                ) from None
             raise VarbenchError(atomic._describe_os_error(out / LOCK, e)) from None
 
     def release(self) -> None:

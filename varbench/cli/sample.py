@@ -25,27 +25,49 @@ def generate(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Zoo name, e.g. var_d30 (see `varbench models`)."),
     var_ckpt: Optional[Path] = typer.Option(None, "--var-ckpt", help="VAR transformer state dict (custom VAR)."),
     vae_ckpt: Optional[Path] = typer.Option(None, "--vae-ckpt", help="VAR multi-scale VQVAE state dict."),
-    patch_nums: Optional[str] = typer.Option(None, "--patch-nums", help="Custom VAR scales, e.g. 1,2,3,4,5,6,8,10,13,16."),
+    patch_nums: Optional[str] = typer.Option(
+        None, "--patch-nums", help="Custom VAR scales, e.g. 1,2,3,4,5,6,8,10,13,16."
+    ),
     gpt_ckpt: Optional[Path] = typer.Option(None, "--gpt-ckpt", help="LlamaGen c2i GPT state dict (custom raster)."),
     vq_ckpt: Optional[Path] = typer.Option(None, "--vq-ckpt", help="LlamaGen VQ-16 tokenizer state dict."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="LlamaGen generation size in pixels (default 256)."),
-    num_samples: Optional[int] = typer.Option(None, "--num-samples", "-n", help="Samples in total [default: 1000 x per-class]."),
+    image_size: Optional[int] = typer.Option(
+        None, "--image-size", help="LlamaGen generation size in pixels (default 256)."
+    ),
+    num_samples: Optional[int] = typer.Option(
+        None, "--num-samples", "-n", help="Samples in total [default: 1000 x per-class]."
+    ),
     per_class: Optional[int] = typer.Option(None, "--per-class", help="Samples of each class [default: 50]."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Explicit labels, one sample each, in order: 1,207,980."),
+    labels: Optional[str] = typer.Option(
+        None, "--labels", help="Explicit labels, one sample each, in order: 1,207,980."
+    ),
     cfg: Optional[float] = typer.Option(None, "--cfg", help="Guidance scale [default: the zoo's, 1.5 for VAR]."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Top-k filter, 0 = off [default: zoo's, 900 for VAR]."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="Top-p filter, 0 = off [default: zoo's, 0.96 for VAR]."),
-    more_smooth: Optional[bool] = typer.Option(None, "--more-smooth/--no-more-smooth", help="VAR Gumbel smoothing (visuals, not FID)."),
+    top_p: Optional[float] = typer.Option(
+        None, "--top-p", help="Top-p filter, 0 = off [default: zoo's, 0.96 for VAR]."
+    ),
+    more_smooth: Optional[bool] = typer.Option(
+        None, "--more-smooth/--no-more-smooth", help="VAR Gumbel smoothing (visuals, not FID)."
+    ),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="LlamaGen sampling temperature."),
-    cfg_interval: Optional[float] = typer.Option(None, "--cfg-interval", help="LlamaGen: guide only tokens 0..k+1 (-1 = all)."),
+    cfg_interval: Optional[float] = typer.Option(
+        None, "--cfg-interval", help="LlamaGen: guide only tokens 0..k+1 (-1 = all)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Run seed: every sample's randomness derives from it."),
-    rng: str = typer.Option("per-sample", "--rng", help="per-sample (batch-independent) or official (one generator per chunk)."),
+    rng: str = typer.Option(
+        "per-sample", "--rng", help="per-sample (batch-independent) or official (one generator per chunk)."
+    ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per forward pass [default: 50]."),
-    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Images per resumable chunk file [default: 100; official: batch]."),
+    chunk_size: Optional[int] = typer.Option(
+        None, "--chunk-size", help="Images per resumable chunk file [default: 100; official: batch]."
+    ),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (torchrun: cuda:LOCAL_RANK)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory [default: runs/<model>-<settings>]."),
-    png: bool = typer.Option(False, "--png/--no-png", help="Also write png/{index:06d}.png (torch-fidelity, clean-fid)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Output directory [default: runs/<model>-<settings>]."
+    ),
+    png: bool = typer.Option(
+        False, "--png/--no-png", help="Also write png/{index:06d}.png (torch-fidelity, clean-fid)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run found in --out."),
     nproc: Optional[int] = typer.Option(None, "--nproc", help="Launch K processes with torchrun (one per GPU)."),
 ) -> None:
@@ -97,8 +119,12 @@ def _settings(info, o: dict) -> dict:
         bad = [k for k in LLAMAGEN_ONLY if k in user]
         if bad:
             raise VarbenchError(f"--{bad[0].replace('_', '-')} applies to LlamaGen models, not {spec.name}")
+    elif spec.family in ("llamagen", "raster") and "more_smooth" in user:
+        raise VarbenchError(f"--more-smooth applies to VAR models, not {spec.name}")
     if spec.family == "var" and o["image_size"] is not None:
-        raise VarbenchError(f"--image-size applies to LlamaGen models; {spec.name} has a fixed size ({spec.resolution} px)")
+        raise VarbenchError(
+            f"--image-size applies to LlamaGen models; {spec.name} has a fixed size ({spec.resolution} px)"
+        )
     _check_sampling(user)
     sampling = {**{k: v for k, v in spec.sampling.items() if k in SAMPLING_KEYS}, **user}
     if o["dtype"] not in generator.DTYPES:
@@ -201,7 +227,8 @@ def _check_sampling(user: dict) -> None:
 
 
 def _slug(name: str, plan, sampling: dict, dtype: str) -> str:
-    short = {"cfg": "cfg", "top_k": "k", "top_p": "p", "more_smooth": "smooth", "temperature": "t", "cfg_interval": "ci"}
+    short = {"cfg": "cfg", "top_k": "k", "top_p": "p", "more_smooth": "smooth", "temperature": "t",
+             "cfg_interval": "ci"}
     parts = [name, f"n{plan.num_samples}" if not plan.explicit else f"labels{plan.num_samples}"]
     parts += [f"{short[k]}{int(v) if isinstance(v, bool) else v}" for k, v in sorted(sampling.items())]
     parts += [f"seed{plan.seed}", plan.rng, dtype]
@@ -240,13 +267,15 @@ def _run(info, s: dict) -> None:
             return _resolve_weights(s["spec"], s["paths"])
 
         paths = dist.main_first(info, checks)
-        gen = generator.build(s["spec"], paths, device=s["device"], dtype=s["dtype"], **s["sampling"], **s["build_extra"])
+        options = {**s["sampling"], **s["build_extra"]}
+        gen = generator.build(s["spec"], paths, device=s["device"], dtype=s["dtype"], **options)
         outcome = sampler.run(gen, _job(s, paths), info, progress=bars)
     finally:
         bars.close()
         dist.destroy()
     if outcome.random_weights:
-        render.warn(f"{s['spec'].name} has random weights: its samples are for pipeline tests only (flagged in manifest.json)")
+        render.warn(f"{s['spec'].name} has random weights: its samples are for pipeline tests only "
+                    "(flagged in manifest.json and result.json)")
     where = outcome.samples
     if outcome.already_complete:
         render.info(f"{where} is already complete ({outcome.num_samples:,} samples); nothing to do")
@@ -294,7 +323,8 @@ def _launch(s: dict, o: dict, nproc: int) -> None:
     args = ["--seed", str(o["seed"]), "--rng", o["rng"], "--dtype", o["dtype"], "--device", o["device"]]
     args += ["--out", str(s["out"]), "--png" if o["png"] else "--no-png"]
     for key in ("model", "var_ckpt", "vae_ckpt", "patch_nums", "gpt_ckpt", "vq_ckpt", "image_size", "num_samples",
-                "per_class", "labels", "cfg", "top_k", "top_p", "temperature", "cfg_interval", "batch_size", "chunk_size"):
+                "per_class", "labels", "cfg", "top_k", "top_p", "temperature", "cfg_interval", "batch_size",
+                "chunk_size"):
         if o[key] is not None:
             args += [f"--{key.replace('_', '-')}", str(o[key])]
     if o["more_smooth"] is not None:
@@ -323,7 +353,9 @@ def _launch(s: dict, o: dict, nproc: int) -> None:
         rank, failure = e.get_first_failure()
         if failure.exitcode == 2:  # a VarbenchError: the worker printed its one line
             raise typer.Exit(2) from None
-        raise VarbenchError(f"worker rank {rank} of {nproc} failed (exit code {failure.exitcode}); see its output above") from None
+        raise VarbenchError(
+            f"worker rank {rank} of {nproc} failed (exit code {failure.exitcode}); see its output above"
+        ) from None
     finally:
         quiet.setLevel(level)
         if threads is None:

@@ -274,6 +274,19 @@ def test_nproc_refuses_other_run_before_launching(tmp_path):
     one_line_error(invoke(*NOISE, "--seed", "4", "--nproc", "2", "--out", tmp_path / "o"), "holds a different run")
 
 
+def test_under_raw_torchrun_only_rank_0_reports_a_refusal(tmp_path):
+    ok(invoke(*NOISE, "--out", tmp_path / "o"))
+    before = files(tmp_path / "o")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "varbench",
+           "generate", *NOISE, "--seed", "9", "--out", str(tmp_path / "o")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "holds a different run" in errors[0], proc.stderr[-3000:]
+    assert files(tmp_path / "o") == before
+
+
 def test_nproc_inside_torchrun_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")

@@ -58,6 +58,14 @@ def test_samples_npz_is_adm_format_and_reproduces_each_sample(tmp_path):
     assert labels.dtype == np.int64 and indices.dtype == np.int64
     assert sorted(indices.tolist()) == list(range(12))  # no sample lost or duplicated
     assert not np.array_equal(indices, np.arange(12))  # balanced plans are shuffled
+    # the ADM evaluator streams arr_0 straight out of the zip member (zipfile + npy header, no np.load)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "run" / "samples.npz") as zf, zf.open("arr_0.npy") as member:
+        assert np.lib.format.read_magic(member) == (1, 0)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
+        assert (shape, fortran, dtype) == ((12, RES, RES, 3), False, np.dtype(np.uint8))
+        assert np.array_equal(np.frombuffer(member.read(), np.uint8).reshape(shape), arr)
     plan = job.plan
     assert np.array_equal(labels, plan.labels_array()[indices])
     for row in range(12):  # row r is global sample indices[r], from its own label and seed alone

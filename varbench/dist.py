@@ -7,6 +7,7 @@ more than one process; every helper is a no-op for a single process.  Nothing he
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import os
 from collections.abc import Callable, Mapping
@@ -106,7 +107,9 @@ def init(info: DistInfo, device: str) -> str | None:
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
     if missing:
         raise VarbenchError(f"WORLD_SIZE={info.world_size} but {', '.join(missing)} unset: launch with torchrun")
-    kwargs: dict[str, Any] = {"backend": backend, "rank": info.rank, "world_size": info.world_size}
+    # generous timeout: rank 0 hashes every finished chunk (tens of GB for 50k at 512 px) while the others wait
+    kwargs: dict[str, Any] = {"backend": backend, "rank": info.rank, "world_size": info.world_size,
+                              "timeout": datetime.timedelta(minutes=60)}
     if dev.type == "cuda" and "device_id" in inspect.signature(dist.init_process_group).parameters:
         kwargs["device_id"] = dev  # torch >= 2.3: binds the group to this GPU (no barrier device guessing)
     dist.init_process_group(**kwargs)

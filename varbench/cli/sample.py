@@ -71,10 +71,11 @@ def generate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run found in --out."),
     nproc: Optional[int] = typer.Option(None, "--nproc", help="Launch K processes with torchrun (one per GPU)."),
 ) -> None:
-    """Sample a plan (default: 50 per class, 50,000) to OUT/samples.npz in the ADM evaluator format.
+    """Sample a plan (default: 50 per class, 50,000 images) to OUT/samples.npz in the ADM evaluator format.
 
-    Deterministic and resumable: rerun the same command after an interruption; finished chunks are verified by
-    sha256 and kept.  Multi-GPU: --nproc K, or torchrun --nproc-per-node K -m varbench generate ...
+    Deterministic and resumable: after an interruption rerun the same command; finished chunks are verified by sha256.
+
+    Several GPUs: --nproc K, or torchrun --nproc-per-node K -m varbench generate ... (see the README for multi-node).
 
     Example: varbench generate --model var_test --labels 1,207,980,999 --out runs/quickstart
     """

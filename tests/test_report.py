@@ -52,7 +52,9 @@ def speed_result(rows=None, fits=None) -> dict:
                              "tokens": (res // 16) ** 2, "latency_s": lat, "throughput_img_s": 1 / lat,
                              "flops_analytic": 1e9 * res, "flops_counted": 1.01e9 * res,
                              "peak_mem_bytes": 2**20 * res, "vq_decode_s": 0.001})  # fmt: skip
-        fits = [{"mode": m, "exponent": k, "ci": [k - 0.1, k + 0.1]} for m, k in (("var_kv", 1.6), ("raster_kv", 2.1))]
+        fits = [{"model": "var_test" if m == "var_kv" else "raster_test", "mode": m, "quantity": "time", "batch_size": 1,
+                 "exponent": k, "ci_low": k - 0.1, "ci_high": k + 0.1, "method": "bootstrap"}
+                for m, k in (("var_kv", 1.6), ("raster_kv", 2.1))]  # as varbench.speed writes them
     return _envelope("speed", {"models": ["var_test", "raster_test"], "resolutions": [64, 128, 256]},
                      {"rows": rows, "fits": fits or []}, random_weights=True)  # fmt: skip
 
@@ -135,6 +137,10 @@ def test_tables_come_from_the_json_files_alone(tmp_path):
     assert [(r["cfg"], r["fid"]) for r in sweep] == [(1.0, 3.5), (1.5, 3.0), (2.0, 3.5)]
     speed = a.table("speed").records
     assert len(speed) == 9 and speed[0]["gflops_analytic"] == pytest.approx(64.0)
+    fits = a.table("speed_fits").records
+    assert [(f["mode"], f["exponent"]) for f in fits] == [("var_kv", 1.6), ("raster_kv", 2.1)]
+    assert fits[1]["ci"] == pytest.approx([2.0, 2.2])
+    assert a.table("speed_fits").display_rows()[0][-1] == "[1.500, 1.700]"
     # JSON output round-trips every record; CSV has one row per record
     js = json.loads(report.render_json(a))
     assert js["schema"] == "varbench.report" and js["tables"][1]["records"] == json.loads(json.dumps(list(a.tables[1].records)))

@@ -73,7 +73,7 @@ def fid_vs_cfg(points: Sequence[dict], published: Sequence[dict] = ()) -> bytes 
 def speed_loglog(rows: Sequence[dict], fits: Sequence[dict] = ()) -> bytes | None:
     """Latency per image against resolution on log-log axes, one line per (model, mode); fitted exponents in the legend.
 
-    ``rows``: speed rows {model, mode, resolution, batch_size, latency_s}; ``fits``: {mode, exponent|k, ci}.
+    ``rows``: speed rows {model, mode, resolution, batch_size, latency_s}; ``fits``: report.speed_fits records.
     None when no (model, mode) has two or more resolutions.
     """
     series: dict[tuple, list[tuple[float, float]]] = {}
@@ -85,15 +85,16 @@ def speed_loglog(rows: Sequence[dict], fits: Sequence[dict] = ()) -> bytes | Non
     series = {k: sorted(v) for k, v in series.items() if len({x for x, _ in v}) > 1}
     if not series:
         return None
-    exps = {}
+    exps: dict[tuple, float] = {}  # (model, mode, batch) of time fits; (None, mode, None) for fits without them
     for f in fits:
         k = f.get("exponent", f.get("k"))
-        if f.get("mode") is not None and isinstance(k, (int, float)):
-            exps[f["mode"]] = k
+        if f.get("quantity", "time") == "time" and f.get("mode") is not None and isinstance(k, (int, float)):
+            exps[(f.get("model"), f["mode"], f.get("batch_size"))] = k
     fig = _figure(6.8, 4.6)
     ax = fig.subplots()
     for i, ((model, mode, bs), pts) in enumerate(sorted(series.items(), key=lambda kv: tuple(map(str, kv[0])))):
-        label = f"{model} {mode} b{bs}" + (f" (k={exps[mode]:.2f})" if mode in exps else "")
+        k = exps.get((model, mode, bs), exps.get((None, mode, None)))
+        label = f"{model} {mode} b{bs}" + (f" (k={k:.2f})" if k is not None else "")
         ax.plot([x for x, _ in pts], [y for _, y in pts], "o-", color=f"C{i % 10}", label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -243,7 +244,7 @@ def for_report(
     if png:
         figs["fid_vs_cfg"] = png
         captions["fid_vs_cfg"] = "dashed: published FID of the same model (paper version in the label)"
-    png = speed_loglog(report.speed_rows(runs), report.speed_fits(runs))
+    png = speed_loglog(report.speed_rows(runs), report.speed_fits(runs))  # time fits label the lines
     if png:
         figs["speed_loglog"] = png
         captions["speed_loglog"] = "k: fitted exponent of latency vs resolution from the speed results"

@@ -101,6 +101,8 @@ def format_cell(key: str, value, record: dict | None = None, fmt: str | None = N
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
+        if key == "ci" and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+            return f"[{value[0]:.3f}, {value[1]:.3f}]"
         return "; ".join(str(v) for v in value) if value else ""
     fmt_key = record.get("metric", key) if record and key in ("reproduced", "published", "base", "new", "delta") else key
     if isinstance(value, float):
@@ -427,37 +429,51 @@ def speed_rows(runs) -> list[dict]:
 
 
 def speed_fits(runs) -> list[dict]:
+    """Fitted exponents of speed results: {run, model, mode, quantity ("time"|"flops"), batch_size, exponent, ci}."""
     out = []
     for name, res, d in runs:
         if d["kind"] != "speed":
             continue
         for fit in res["results"].get("fits") or []:
-            if isinstance(fit, dict):
-                ci = fit.get("ci")
-                out.append({"run": name, **fit, "ci": list(ci) if isinstance(ci, (list, tuple)) else ci})
+            if not isinstance(fit, dict):
+                continue
+            ci = fit.get("ci")
+            if ci is None and fit.get("ci_low") is not None:
+                ci = [fit.get("ci_low"), fit.get("ci_high")]
+            out.append({"run": name, "model": fit.get("model"), "mode": fit.get("mode"),
+                        "quantity": fit.get("quantity", "time"), "batch_size": fit.get("batch_size"),
+                        "exponent": _num(_first(fit.get("exponent"), fit.get("k"))),
+                        "ci": [float(c) for c in ci] if isinstance(ci, (list, tuple)) else None})  # fmt: skip
     return out
 
 
+_SPEED_COLUMNS = (("run", "run"), ("model", "model"), ("mode", "mode"), ("resolution", "res"),
+                  ("batch_size", "batch"), ("cfg", "cfg"), ("steps", "steps"), ("tokens", "tokens"),
+                  ("latency_s", "latency s"), ("throughput_img_s", "img/s"), ("gflops_analytic", "GFLOPs (formula)"),
+                  ("gflops_counted", "GFLOPs (counted)"), ("peak_mem_bytes", "peak memory"),
+                  ("vq_decode_s", "VQ decode s"))  # fmt: skip
+
+
 def speed_tables(runs) -> list[Table | None]:
-    rows = speed_rows(runs)
-    if not rows:
-        return [None]
-    for r in rows:
+    rows = []
+    for r in speed_rows(runs):
+        rec = {k: r.get(k) for k, _ in _SPEED_COLUMNS}
         for k in ("flops_analytic", "flops_counted"):
             v = _num(r.get(k))
-            r[f"g{k}"] = None if v is None else v / 1e9
-    cols = (("run", "run"), ("model", "model"), ("mode", "mode"), ("resolution", "res"), ("batch_size", "batch"),
-            ("steps", "steps"), ("tokens", "tokens"), ("latency_s", "latency s"), ("throughput_img_s", "img/s"),
-            ("gflops_analytic", "GFLOPs (formula)"), ("gflops_counted", "GFLOPs (counted)"),
-            ("peak_mem_bytes", "peak memory"), ("vq_decode_s", "VQ decode s"))  # fmt: skip
-    tables: list[Table | None] = [Table("speed", "Decoding speed", cols, tuple(rows),
-                                        ("latency: seconds per batch-of-`batch` call; GFLOPs per image without CFG",))]  # fmt: skip
+            rec[f"g{k}"] = None if v is None else v / 1e9
+        rec.update(dtype=r.get("dtype"), device=r.get("device"), random_weights=r.get("random_weights"))
+        rows.append(rec)
+    if not rows:
+        return [None]
+    tables: list[Table | None] = [Table("speed", "Decoding speed", _SPEED_COLUMNS, tuple(rows),
+                                        ("latency: median seconds per generate call of `batch` images; "
+                                         "GFLOPs per image (both CFG rows when cfg is on)",))]  # fmt: skip
     fits = speed_fits(runs)
     if fits:
-        for f in fits:
-            f.setdefault("exponent", f.get("k"))
-        tables.append(Table("speed_fits", "Scaling exponents (latency ∝ n^k)",
-                            (("run", "run"), ("mode", "mode"), ("exponent", "k"), ("ci", "95% CI")), tuple(fits)))  # fmt: skip
+        cols = (("run", "run"), ("model", "model"), ("mode", "mode"), ("quantity", "quantity"),
+                ("batch_size", "batch"), ("exponent", "k"), ("ci", "95% CI"))  # fmt: skip
+        tables.append(Table("speed_fits", "Scaling exponents (quantity ∝ n^k, n = token grid side)", cols,
+                            tuple(fits)))  # fmt: skip
     return tables
 
 

@@ -411,6 +411,9 @@ def _outcome(job: GenerateJob, generator, state: dict, timing: dict) -> Generate
 
 
 def _sample(generator, job: GenerateJob, run_id: str, info: DistInfo, mine: list[int], state: dict, tick) -> None:
+    """Make this rank's chunks: images in batches, then the .npy and, after it, the chunk's record."""
+    import torch
+
     from varbench.env import describe_device
 
     plan = job.plan
@@ -419,8 +422,6 @@ def _sample(generator, job: GenerateJob, run_id: str, info: DistInfo, mine: list
     labels = plan.labels_array()
     chunks = [plan.chunk(c) for c in mine]
     total = sum(c.size for c in chunks)
-    import torch
-
     device_name = describe_device(job.device).get("gpu_name") or "cpu"
     threads = torch.get_num_threads()  # CPU numerics (and so the bytes) can depend on it
     done = 0
@@ -492,7 +493,7 @@ def _write_pngs(out: Path, plan: Plan, resolution: int, chunk_indices: list[int]
     with _os_errors(png_dir):
         png_dir.mkdir(parents=True, exist_ok=True)
     todo = [
-        (chunk, i)
+        i
         for chunk in (plan.chunk(c) for c in chunk_indices)
         for i in range(chunk.start, chunk.stop)
         if not (png_dir / PNG_NAME.format(index=i)).is_file()
@@ -501,8 +502,7 @@ def _write_pngs(out: Path, plan: Plan, resolution: int, chunk_indices: list[int]
         return
     reader = _ChunkReader(out, plan, resolution)
 
-    def write(item: tuple[Chunk, int]) -> None:
-        chunk, i = item
+    def write(i: int) -> None:
         buf = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(reader.row(i))).save(buf, format="PNG")
         atomic.write_bytes(png_dir / PNG_NAME.format(index=i), buf.getvalue())

@@ -330,3 +330,33 @@ def test_png_can_be_added_to_a_finished_run(tmp_path):
     assert not outcome.already_complete and outcome.chunks_generated == 0
     assert len(list((out / "png").glob("*.png"))) == 12 and read(out / "samples.npz") == npz
     assert json.loads((out / "manifest.json").read_text())["artefacts"]["png"]["count"] == 12
+
+
+class Described(NoiseGenerator):
+    """Noise that describes itself like LlamaGen: checkpoints with paths and hashes, its own pixel rule."""
+
+    def __init__(self, path: str, sha: str):
+        super().__init__(resolution=RES)
+        self.path, self.sha = path, sha
+
+    def describe(self) -> dict:
+        return {**super().describe(), "device": "cpu", "pixel_rule": "uint8 = trunc(127.5 x + 128)",
+                "checkpoints": {"gpt": {"path": self.path, "sha256": self.sha}}}
+
+
+def test_identity_keeps_checkpoint_hashes_but_not_paths(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(Stop):
+        sampler.run(Described("/cache/a/gpt.pt", "aa" * 32), job_for(out), progress=stop_after_chunks(1))
+    # the same file found elsewhere (another node's cache) is the same run
+    outcome = sampler.run(Described("/other/node/gpt.pt", "aa" * 32), job_for(out))
+    assert outcome.chunks_reused == 1
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["model"]["checkpoint_sha256"] == {"gpt": "aa" * 32}
+    assert m["uint8_rule"] == "uint8 = trunc(127.5 x + 128)"
+    assert m["artefacts"]["samples_npz"]["uint8_rule"] == m["uint8_rule"]
+    # other weights are another run
+    with pytest.raises(VarbenchError, match="model differ: checkpoint_sha256.gpt"):
+        sampler.run(Described("/cache/a/gpt.pt", "bb" * 32), job_for(out))
+    assert sampler.checkpoint_hashes({"checkpoint_sha256": {"var": "1", "vae": "2"}, "checkpoints": {"var": "/p"}}) == {
+        "var": "1", "vae": "2"}

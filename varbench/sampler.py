@@ -51,6 +51,7 @@ MANIFEST_SCHEMA = "varbench.generate"
 MANIFEST_VERSION = 1
 MANIFEST, SAMPLES, RESULT, CHUNKS, PNGS, LOCK = "manifest.json", "samples.npz", "result.json", "chunks", "png", ".lock"
 OWNED = (MANIFEST, SAMPLES, RESULT, CHUNKS, PNGS)  # what --overwrite removes; other files are left alone
+# varbench.generator.to_uint8 (VAR); a generator with another rule says so in describe()["pixel_rule"] (LlamaGen)
 UINT8_RULE = "uint8 = round(255 * x) for x clamped to [0, 1] (round half to even), HWC, RGB"
 PNG_NAME = "{index:06d}.png"
 _LOCAL_KEYS = ("device", "dtype", "checkpoints")  # generator.describe() keys left out of the run identity
@@ -123,15 +124,30 @@ def job_identity(job: GenerateJob) -> dict:
 
 def generator_identity(generator) -> dict:
     """The generator's own description (checkpoint sha256s, architecture), minus local paths and devices."""
+    described = generator.describe()
     return _canonical(
         {
             "name": generator.name,
             "resolution": int(generator.resolution),
             "num_classes": int(generator.num_classes),
             "random_weights": bool(generator.random_weights),
-            "describe": _drop_local(generator.describe()),
+            "checkpoint_sha256": checkpoint_hashes(described),
+            "describe": _drop_local(described),
         }
     )
+
+
+def checkpoint_hashes(described: dict) -> dict:
+    """role -> sha256 from a ``describe()``: VAR's ``checkpoint_sha256`` or LlamaGen's ``checkpoints[role].sha256``."""
+    out = dict(described.get("checkpoint_sha256") or {})
+    for role, entry in (described.get("checkpoints") or {}).items():
+        if isinstance(entry, dict) and entry.get("sha256"):
+            out.setdefault(role, entry["sha256"])
+    return out
+
+
+def pixel_rule(generator) -> str:
+    return generator.describe().get("pixel_rule") or UINT8_RULE
 
 
 def preflight(job: GenerateJob) -> None:
@@ -289,7 +305,7 @@ def _new_manifest(generator, job: GenerateJob, identity: dict, run_id: str) -> d
             "resolution": int(generator.resolution),
             "num_classes": int(generator.num_classes),
             "random_weights": bool(generator.random_weights),
-            "checkpoint_sha256": described.get("checkpoint_sha256") or {},  # role -> sha256 (empty: random init)
+            "checkpoint_sha256": checkpoint_hashes(described),  # role -> sha256 (empty: random init)
             "describe": described,
             "weights": {k: str(v) for k, v in job.weights.items()},
         },
@@ -300,7 +316,7 @@ def _new_manifest(generator, job: GenerateJob, identity: dict, run_id: str) -> d
         "dtype": job.dtype,
         "device": job.device,
         "plan": plan.to_dict(),
-        "uint8_rule": UINT8_RULE,
+        "uint8_rule": pixel_rule(generator),
         "env": env.collect(job.device),
         "sessions": [],
         "chunks": [],
@@ -320,7 +336,7 @@ def _finish(generator, job: GenerateJob, identity: dict, session: dict, state: d
     artefacts = dict(manifest.get("artefacts") or {})
     if not state["samples_ok"]:
         t_pack = time.perf_counter()
-        artefacts["samples_npz"] = _pack(out, plan, int(generator.resolution))
+        artefacts["samples_npz"] = {**_pack(out, plan, int(generator.resolution)), "uint8_rule": pixel_rule(generator)}
         pack_seconds = time.perf_counter() - t_pack
     if job.png or _pngs_complete(out / PNGS, plan):
         artefacts["png"] = {"dir": PNGS, "count": plan.num_samples, "name_format": PNG_NAME}
@@ -381,7 +397,7 @@ def _finish(generator, job: GenerateJob, identity: dict, session: dict, state: d
         "wall_seconds": session["wall_seconds"],
         "images_per_second": session["images_per_second"],
         "images_per_second_per_process": manifest["timings"]["images_per_second_per_process"],
-        "uint8_rule": UINT8_RULE,
+        "uint8_rule": manifest["uint8_rule"],
     }
     results.save(out / RESULT, results.make("generate", config, summary, device=job.device,
                                             random_weights=bool(generator.random_weights)))
@@ -585,7 +601,6 @@ def _pack(out: Path, plan: Plan, resolution: int, block: int = 256) -> dict:
         "arrays": {"arr_0": ["uint8", list(shape)], "labels": ["int64", [plan.num_samples]],
                    "indices": ["int64", [plan.num_samples]]},
         "order": "shuffled" if not plan.explicit else "label order",
-        "uint8_rule": UINT8_RULE,
     }
 
 

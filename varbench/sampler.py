@@ -71,6 +71,9 @@ class GenerateJob:
     overwrite: bool = False
     weights: dict = field(default_factory=dict)  # role -> local checkpoint path (recorded, not compared)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+
 
 @dataclass(frozen=True)
 class Progress:

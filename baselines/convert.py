@@ -37,15 +37,22 @@ def _require(sd: Mapping, key: str, what: str, kind: str) -> torch.Tensor:
     return sd[key]
 
 
-def infer_gpt_config(sd: Mapping[str, torch.Tensor], grid: int, what: str = "GPT checkpoint") -> GPTConfig:
-    """Width, depth, vocabulary, classes and FFN width from the shapes; heads from the released sizes."""
+def infer_gpt_config(sd: Mapping[str, torch.Tensor], grid: int, what: str = "GPT checkpoint",
+                     n_head: int | None = None) -> GPTConfig:
+    """Width, depth, vocabulary, classes and FFN width from the shapes.
+
+    Shapes do not fix the number of heads: unless ``n_head`` is given, it is the released size's for a released width
+    (GPT-3B: 32 heads of 100) and width / 64 otherwise (every released size but 3B has head_dim 64).
+    """
     tok = _require(sd, "tok_embeddings.weight", what, "c2i GPT")
     cls = _require(sd, "cls_embedding.embedding_table.weight", what, "c2i GPT")
     w1 = _require(sd, "layers.0.feed_forward.w1.weight", what, "c2i GPT")
     vocab, dim = tok.shape
     layer_ids = {int(m.group(1)) for k in sd if (m := re.match(r"layers\.(\d+)\.", k))}
     n_layer = max(layer_ids) + 1
-    n_head = _KNOWN_HEADS.get(dim)
+    n_head = n_head or _KNOWN_HEADS.get(dim)
+    if n_head is not None and dim % n_head:
+        raise VarbenchError(f"{what}: width {dim} is not divisible by {n_head} heads")
     if n_head is None:
         if dim % 64:
             raise VarbenchError(f"{what}: cannot infer the number of heads for width {dim} (not a released size "

@@ -3,7 +3,8 @@
 ``build_llamagen`` / ``build_raster`` follow the zoo builder signature ``fn(spec, weight_paths, device, dtype,
 **options)``.  Options: ``image_size`` (generation size; the output is resized to ``spec.resolution`` when they differ,
 bicubic as LlamaGen's sampler does for its 384 px models), ``use_kv_cache`` (default True) and sampling overrides with
-the keys of ``spec.sampling`` (``cfg``, ``cfg_interval``, ``temperature``, ``top_k``, ``top_p``).  ``None`` means unset.
+the keys of ``spec.sampling`` (``cfg``, ``cfg_interval``, ``temperature``, ``top_k``, ``top_p``; a spec without them,
+as for custom files, starts from sample_c2i_ddp.py's defaults: cfg 1.5, no top-k/top-p).  ``None`` means unset.
 
 A custom pair of files is a spec with ``arch={"infer": True}``: the architecture is read from the state dicts
 (``arch["n_head"]`` sets the heads, which shapes cannot tell; default: the released sizes', else width / 64).
@@ -35,6 +36,8 @@ from varbench.zoo import GeneratorSpec
 log = logging.getLogger(__name__)
 
 SAMPLING_KEYS = ("cfg", "cfg_interval", "temperature", "top_k", "top_p")
+# sample_c2i_ddp.py's own defaults: used for specs without sampling settings (custom checkpoint files).
+LLAMAGEN_SAMPLER_DEFAULTS = {"cfg": 1.5, "cfg_interval": -1, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
 OTHER_OPTIONS = ("image_size", "use_kv_cache")
 PIXEL_RULE = "uint8 = trunc(clamp(127.5 * x + 128, 0, 255)) (LlamaGen sample_c2i_ddp.py)"
 LABELS_NOTE = ("LlamaGen's sample_c2i_ddp.py draws labels at random (torch.randint per batch); "
@@ -151,10 +154,12 @@ def _split_options(spec: GeneratorSpec, options: dict) -> tuple[RasterSampling, 
     if unknown:
         raise VarbenchError(f"unknown option(s) {', '.join(unknown)} for {spec.name}; "
                             f"known: {', '.join(SAMPLING_KEYS + OTHER_OPTIONS)}")
-    s = {**spec.sampling, **{k: options[k] for k in SAMPLING_KEYS if k in options}}
-    sampling = RasterSampling(cfg_scale=float(s.get("cfg", 1.0)), cfg_interval=float(s.get("cfg_interval", -1)),
-                              temperature=float(s.get("temperature", 1.0)), top_k=int(s.get("top_k", 0)),
-                              top_p=float(s.get("top_p", 1.0)))
+    s = {**LLAMAGEN_SAMPLER_DEFAULTS, **spec.sampling, **{k: options[k] for k in SAMPLING_KEYS if k in options}}
+    try:
+        sampling = RasterSampling(cfg_scale=float(s["cfg"]), cfg_interval=float(s["cfg_interval"]),
+                                  temperature=float(s["temperature"]), top_k=int(s["top_k"]), top_p=float(s["top_p"]))
+    except (TypeError, ValueError):
+        raise VarbenchError(f"sampling settings must be numbers, got {s}") from None
     if sampling.temperature < 0 or sampling.top_k < 0 or not 0 < sampling.top_p <= 1:
         raise VarbenchError(f"bad sampling settings {sampling.as_dict()}: need temperature >= 0, top_k >= 0, "
                             "0 < top_p <= 1")
@@ -209,6 +214,7 @@ def build_llamagen(spec: GeneratorSpec, weight_paths: dict, device: str = "cpu",
             checkpoints = {wf.role: resolve(wf, weight_paths.get(wf.role)) for wf in spec.weights}
         gpt_what = f"GPT checkpoint {checkpoints['gpt']}"
         vq_what = f"VQ checkpoint {checkpoints['vq']}"
+        log.info("loading %s and %s", gpt_what, vq_what)
         gpt_sd = _load_official(checkpoints["gpt"], "GPT checkpoint")
         gcfg = (infer_gpt_config(gpt_sd, grid, gpt_what, n_head=arch.get("n_head")) if arch.get("infer")
                 else gpt_config(arch["size"], grid))

@@ -88,17 +88,12 @@ def infer_vq_config(sd: Mapping[str, torch.Tensor], what: str = "VQ checkpoint")
 
 
 def load_into(model: nn.Module, sd: Mapping[str, torch.Tensor], what: str) -> nn.Module:
-    """Strictly copy ``sd`` into ``model`` (which may live on the meta device); returns the materialised model.
+    """Strictly put ``sd`` (as float32, on the CPU) into ``model`` built on the meta device; returns ``model``.
 
     Keys and shapes are checked first, so a bad file fails with one line listing missing/unexpected/mis-shaped keys.
     """
-    expected = model.state_dict()
-    check_keys_and_shapes(expected, sd, what)
-    ref = next(iter(expected.values()))
-    if ref.is_meta:
-        model.load_state_dict({k: v.to(torch.float32) for k, v in sd.items()}, strict=True, assign=True)
-    else:
-        model.load_state_dict(sd, strict=True)
+    check_keys_and_shapes(model.state_dict(), sd, what)
+    model.load_state_dict({k: v.to("cpu", torch.float32) for k, v in sd.items()}, strict=True, assign=True)
     return model
 
 

@@ -230,7 +230,8 @@ def for_report(
     """All figures a report gets from its inputs ``(run, result, json_path)``: (name -> PNG, name -> caption, warnings)."""
     from varbench import published, report
 
-    runs = report.link_runs([(name, res, report.describe(res)) for name, res, *_ in inputs])
+    paths = {name: rest[0] for name, _, *rest in inputs if rest}
+    runs = report.link_runs([(name, res, report.describe(res)) for name, res, *_ in inputs], paths)
     figs: dict[str, bytes] = {}
     captions: dict[str, str] = {}
     notes: list[str] = []

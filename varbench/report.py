@@ -23,6 +23,7 @@ import html
 import io
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,8 +191,9 @@ def describe(result: dict) -> dict:
     model = _setting(cfg, "model", "model_name")
     if isinstance(model, dict):  # {"name": ...} sections
         model = model.get("name")
-    resolution = _first(samples.get("resolution"), _setting(cfg, "resolution", "image_size"))
-    gen_res = _first(_setting(cfg, "image_size"), _setting(cfg, "resolution"))
+    resolution = _pixels(_first(samples.get("resolution"), _setting(cfg, "resolution", "image_size")))
+    gen_res = _pixels(_first(_setting(cfg, "image_size"), _setting(cfg, "resolution")))
+    extractor = res.get("extractor") if isinstance(res.get("extractor"), dict) else {}
     return {
         "kind": result.get("kind"),
         "model": model if isinstance(model, str) else None,
@@ -207,11 +209,40 @@ def describe(result: dict) -> dict:
         "resolution": _first(gen_res, res.get("resolution") if result.get("kind") == "generate" else None),
         "eval_resolution": resolution,
         "reference": reference.get("name"),
-        "extractor": _first(reference.get("extractor"), reference.get("extractor_id"), _setting(cfg, "extractor")),
+        "reference_aliases": reference_aliases(reference),
+        "extractor": _first(reference.get("extractor"), reference.get("extractor_id"), extractor.get("id"),
+                            _setting(cfg, "extractor")),
+        "extractor_official": extractor.get("official_weights"),
+        "samples_path": samples.get("path"),
+        "warnings": [str(w) for w in res.get("warnings") or [] if w],
         "random_weights": bool(result.get("random_weights")),
         "created": result.get("created"),
         "git_sha": (result.get("env") or {}).get("git_sha"),
     }
+
+
+def _pixels(value) -> int | None:
+    """Side length from an int or an [H, W] pair (the larger side when not square)."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
+        return max(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def reference_aliases(reference: dict) -> list[str]:
+    """Every name a result's reference goes by: its name, file name, origin and the known file of that name
+    (``varbench ref`` names "imagenet256" the ADM batch VIRTUAL_imagenet256_labeled.npz)."""
+    names = [reference.get("name"), reference.get("origin")]
+    if isinstance(reference.get("path"), str):
+        names.append(Path(reference["path"]).name)
+    try:
+        from varbench import stats
+
+        entry = stats.known().get(reference.get("name") or "")
+    except Exception:  # noqa: BLE001 - the manifest is optional context; a report never fails on it
+        entry = None
+    if isinstance(entry, dict) and entry.get("file"):
+        names.append(entry["file"])
+    return [str(n) for n in names if n]
 
 
 def _label_scheme(plan) -> str | None:
@@ -231,17 +262,31 @@ def generate_speed(res: dict) -> float | None:
 _INHERITED = ("model", "cfg", "cfg_semantics", "top_k", "top_p", "more_smooth", "seed", "label_scheme", "resolution")
 
 
-def link_runs(runs: list[tuple]) -> list[tuple]:
-    """Fill a fid run's missing sampling facts from a generate result given alongside whose samples it scored
-    (matched by the samples' sha256), so a report needs no other files."""
-    by_sha = {}
-    for _, res, d in runs:
-        if d["kind"] == "generate" and res["results"].get("samples_sha256"):
-            by_sha[res["results"]["samples_sha256"]] = d
+def _abs(path) -> str | None:
+    return os.path.normpath(os.path.abspath(str(path))) if isinstance(path, (str, Path)) and str(path) else None
+
+
+def link_runs(runs: list[tuple], paths: dict | None = None) -> list[tuple]:
+    """Fill a fid run's missing sampling facts from a generate result given alongside whose samples it scored, so
+    a report needs no other files.  Matched by the samples' sha256, or by path: the fid run's samples path is the
+    generate directory (where its result JSON lives, ``config.out``) or its ``samples.npz``."""
+    paths = paths or {}
+    by_key: dict[str, dict] = {}
+    for name, res, d in runs:
+        if d["kind"] != "generate":
+            continue
+        r, c = res["results"], res["config"]
+        keys = [r.get("samples_sha256"), _abs(r.get("samples_npz")), _abs(c.get("out"))]
+        if paths.get(name) is not None:
+            keys.append(_abs(Path(paths[name]).parent))
+        by_key.update({k: d for k in keys if k})
     out = []
     for name, res, d in runs:
         samples = res["results"].get("samples") if d["kind"] == "fid" else None
-        gen = by_sha.get(samples.get("sha256")) if isinstance(samples, dict) else None
+        gen = None
+        if isinstance(samples, dict):
+            for key in (samples.get("sha256"), _abs(samples.get("path"))):
+                gen = gen or (by_key.get(key) if key else None)
         if gen is not None:
             d = {**d, **{k: gen[k] for k in _INHERITED if d[k] is None and gen[k] is not None}}
             d["random_weights"] = d["random_weights"] or gen["random_weights"]
@@ -259,8 +304,10 @@ def protocol_differences(run: dict, row: dict) -> list[str]:
         diffs.append("published reference batch not stated")
     elif run["reference"] is None:
         diffs.append(f"reference unknown (published: {ref})")
-    elif ref.lower() not in str(run["reference"]).lower():
+    elif not any(ref.lower() in a.lower() for a in run.get("reference_aliases") or [str(run["reference"])]):
         diffs.append(f"reference {run['reference']} vs {ref}")
+    if run.get("extractor_official") is False:
+        diffs.append("Inception weights not the official file")
     if row["samples"] is not None and run["samples"] is not None and int(run["samples"]) != row["samples"]:
         diffs.append(f"{run['samples']} samples vs {row['samples']}")
     if row["label_scheme"] not in ("not_stated", "not_applicable") and run["label_scheme"] not in (None, row["label_scheme"]):
@@ -309,7 +356,8 @@ def build(
     title: str = "varbench report",
 ) -> Report:
     """All report tables from ``(run name, result, ...)`` tuples (``load_inputs``) and, on request, published tables."""
-    runs = link_runs([(name, res, describe(res)) for name, res, *_ in inputs])
+    paths = {name: rest[0] for name, _, *rest in inputs if rest}
+    runs = link_runs([(name, res, describe(res)) for name, res, *_ in inputs], paths)
     tables = [t for t in (runs_table(runs), quality_table(runs), cfg_sweep_table(runs), generate_table(runs)) if t]
     tables += [t for t in speed_tables(runs) if t]
     for name in published_tables:
@@ -318,6 +366,8 @@ def build(
     random = [name for name, _, d in runs if d["random_weights"]]
     if random:
         warnings.append(f"random weights in {', '.join(random)}: numbers test the pipeline, not a model")
+    for name, _, d in runs:
+        warnings += [f"{name}: {w}" for w in d.get("warnings", [])]
     unknown = [name for name, _, d in runs if d["kind"] == "fid" and d["model"] is None]
     if unknown:
         warnings.append(f"no model recorded in {', '.join(unknown)}: no published numbers to compare with")
@@ -701,9 +751,15 @@ def _config_warnings(base: dict, new: dict) -> list[str]:
         warn.append(f"config {k}: {fb.get(k)!r} vs {fn.get(k)!r}")
     if len(diff) > 8:
         warn.append(f"... and {len(diff) - 8} more config differences")
+    sb, sn = base["results"].get("samples"), new["results"].get("samples")
+    if isinstance(sb, dict) and isinstance(sn, dict) and sb.get("sha256") and sb.get("sha256") != sn.get("sha256"):
+        warn.append("the scored samples differ (sha256): the generator's output changed")
+    gb, gn = base["results"].get("samples_sha256"), new["results"].get("samples_sha256")
+    if gb and gn and gb != gn:
+        warn.append("samples.npz differs (sha256): the generator's output changed")
     rb, rn = base["results"].get("reference"), new["results"].get("reference")
     if isinstance(rb, dict) and isinstance(rn, dict):
-        for k in ("sha256", "extractor", "n"):
+        for k in ("sha256", "stats_sha256", "extractor", "extractor_id", "n"):
             if rb.get(k) != rn.get(k):
                 warn.append(f"reference {k} differs: {rb.get(k)!r} vs {rn.get(k)!r} (FIDs are not comparable)")
     return warn

@@ -1,0 +1,48 @@
+"""The feature-extractor protocol.
+
+An extractor turns uint8 images (N, H, W, 3) into named feature arrays.  Its id ``name@version`` is stored in every
+reference-statistics file and every result; statistics from different ids are never compared.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from varbench.errors import VarbenchError
+
+POOL3 = "pool3"  # (N, 2048) FID, precision/recall, KID
+LOGITS = "logits"  # (N, 1008) bias-free logits, Inception Score
+SPATIAL = "spatial"  # (N, 2023) sFID: mixed_6/conv, first 7 channels, flattened H, W, C
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    name: str
+    version: str
+    dims: dict[str, int]  # feature name -> dimension
+
+    @property
+    def id(self) -> str:  # "name@version"
+        ...
+
+    def extract(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 (N, H, W, 3) -> {feature name: (N, dim)}; rows depend only on their own image."""
+        ...
+
+
+def make_id(name: str, version: str) -> str:
+    if "@" in name or "@" in version:
+        raise ValueError(f"extractor name and version must not contain '@': {name!r}, {version!r}")
+    return f"{name}@{version}"
+
+
+def require_same_extractor(expected: str, got: str, what: str) -> None:
+    """Refuse to compare features or statistics made by different extractors."""
+    if expected != got:
+        raise VarbenchError(
+            f"{what} was made with feature extractor {got!r} but these features come from {expected!r}; "
+            "statistics from different extractors are not comparable (rebuild the reference with the same "
+            "--inception-weights)"
+        )

@@ -129,3 +129,28 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
     assert "schema_version 2" in _one_line_error(res)
     assert "did you mean" in _one_line_error(_cli(tmp_path, fid_result(), fid_result(), "-t", "fdi=1"))
     assert "--out must end in" in _one_line_error(_cli(tmp_path, fid_result(), fid_result(), "--out", str(tmp_path / "x.txt")))
+
+
+def test_committed_baseline_is_a_fid_result_that_passes_against_itself():
+    from conftest import ROOT
+
+    path = ROOT / "reports" / "baseline.json"
+    base = report.results.load(path, kind="fid")
+    assert base["random_weights"] is True  # tiny random-weight model and Inception: never a quality claim
+    assert {"fid", "sfid", "kid_mean"} <= set(base["results"]["metrics"])
+    res = runner.invoke(app, ["compare", str(path), str(path), "--max-regression", "*=inf,fid=1%,sfid=1%,kid=1%"])
+    assert res.exit_code == 0 and "no regressions" in res.output, res.output
+
+
+@pytest.mark.slow
+def test_ci_regression_script_passes_against_the_committed_baseline(tmp_path):
+    """.ci/regression end to end (about 2 minutes on 2 cores): generate -> fid -> report -> compare, exit 0."""
+    import subprocess
+
+    from conftest import ROOT
+
+    proc = subprocess.run([str(ROOT / ".ci" / "regression"), str(tmp_path / "ci")], capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "no regressions" in proc.stdout
+    assert (tmp_path / "ci" / "report.html").is_file() and (tmp_path / "ci" / "compare.md").is_file()

@@ -12,7 +12,6 @@ A custom pair of files is a spec with ``arch={"infer": True}``: the architecture
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -185,13 +184,6 @@ def _random(module_cls, cfg, seed: int, device: str):
         raise VarbenchError(f"cannot build random weights on device {device!r}: {str(e).splitlines()[0]}") from None
 
 
-def _load_official(path: Path, what: str) -> dict:
-    """``varbench.weights.load_state_dict`` (weights_only=True), also accepting the ``args`` entry (an
-    argparse.Namespace) that LlamaGen's training script saves beside ``model`` in its DDP checkpoints."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return load_state_dict(path, what)
-
-
 def build_llamagen(spec: GeneratorSpec, weight_paths: dict, device: str = "cpu", dtype: str = "fp32",
                    **options) -> RasterScanGenerator:
     """LlamaGen GPT + VQ-16 for a zoo spec, a random-init test spec, or a custom pair of files (``arch["infer"]``)."""
@@ -215,12 +207,12 @@ def build_llamagen(spec: GeneratorSpec, weight_paths: dict, device: str = "cpu",
         gpt_what = f"GPT checkpoint {checkpoints['gpt']}"
         vq_what = f"VQ checkpoint {checkpoints['vq']}"
         log.info("loading %s and %s", gpt_what, vq_what)
-        gpt_sd = _load_official(checkpoints["gpt"], "GPT checkpoint")
+        gpt_sd = load_state_dict(checkpoints["gpt"], "GPT checkpoint")
         gcfg = (infer_gpt_config(gpt_sd, grid, gpt_what, n_head=arch.get("n_head")) if arch.get("infer")
                 else gpt_config(arch["size"], grid))
         gpt = gpt_from_state_dict(gpt_sd, gcfg, gpt_what)
         del gpt_sd
-        vq_sd = _load_official(checkpoints["vq"], "VQ checkpoint")
+        vq_sd = load_state_dict(checkpoints["vq"], "VQ checkpoint")
         vcfg = infer_vq_config(vq_sd, vq_what) if arch.get("infer") else VQConfig()
         vq = vq_from_state_dict(vq_sd, vcfg, vq_what)
         if gpt.config.vocab_size != vq.config.codebook_size:

@@ -6,37 +6,53 @@ disk full) becomes a one-line ``VarbenchError`` and the temp file is removed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from varbench.errors import VarbenchError
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+@contextlib.contextmanager
+def open_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file whose content appears at ``path`` only when the block ends without error (streaming writes)."""
     path = Path(path)
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
         tmp_name = None
     except OSError as e:
-        raise VarbenchError(_describe_os_error(path, e)) from None
+        raise VarbenchError(describe_os_error(path, e)) from None
     finally:
         if tmp_name is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
-            except OSError:
-                pass
+
+
+@contextlib.contextmanager
+def os_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an ``OSError`` raised in the block into the one-line ``VarbenchError`` for ``path``."""
+    try:
+        yield
+    except OSError as e:
+        raise VarbenchError(describe_os_error(Path(path), e)) from None
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with open_write(path) as f:
+        f.write(data)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -44,7 +60,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
 def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
@@ -56,7 +72,7 @@ def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
     write_bytes(path, buf.getvalue())
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     import numpy as np
 
     if isinstance(obj, np.integer):
@@ -72,7 +88,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _describe_os_error(path: Path, e: OSError) -> str:
+def describe_os_error(path: Path, e: OSError) -> str:
     if e.errno == errno.ENOSPC:
         return f"no space left on the device while writing {path}; free some space and rerun (finished work is kept)"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

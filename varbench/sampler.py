@@ -29,7 +29,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -168,7 +167,7 @@ def preflight(job: GenerateJob) -> None:
             )
     elif not job.overwrite:
         _refuse_if_different(out, manifest.get("identity", {}).get("job"), job_identity(job))
-    with _os_errors(out):
+    with atomic.os_errors(out):
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         os.close(fd)
@@ -286,7 +285,7 @@ def _scan_chunks(out: Path, plan: Plan, run_id: str) -> tuple[dict[int, dict], l
         else:
             pending.append(chunk.index)
             damaged.append(chunk.index)
-            with _os_errors(rec_path):
+            with atomic.os_errors(rec_path):
                 rec_path.unlink()  # the .npy is rewritten before a new record appears
     return records, pending, damaged
 
@@ -509,7 +508,7 @@ def _write_pngs(out: Path, plan: Plan, resolution: int, chunk_indices: list[int]
     from PIL import Image
 
     png_dir = out / PNGS
-    with _os_errors(png_dir):
+    with atomic.os_errors(png_dir):
         png_dir.mkdir(parents=True, exist_ok=True)
     todo = [
         i
@@ -588,7 +587,7 @@ def _pack(out: Path, plan: Plan, resolution: int, block: int = 256) -> dict:
             yield buf.tobytes()
 
     path = out / SAMPLES
-    with _atomic_file(path) as f:
+    with atomic.open_write(path) as f:
         write_npz(
             f,
             [
@@ -741,12 +740,12 @@ def _remove_temp_files(out: Path) -> None:
         if d.is_dir():
             for p in d.iterdir():
                 if _is_temp(p.name) and p.is_file():
-                    with _os_errors(p):
+                    with atomic.os_errors(p):
                         p.unlink()
 
 
 def _remove_owned(out: Path) -> None:
-    with _os_errors(out):
+    with atomic.os_errors(out):
         for name in OWNED:
             p = out / name
             if p.is_dir():
@@ -766,7 +765,7 @@ def _drop_local(obj):
 
 
 def _canonical(obj):
-    return json.loads(json.dumps(obj, sort_keys=True, default=atomic._json_default))
+    return json.loads(json.dumps(obj, sort_keys=True, default=atomic.json_default))
 
 
 def _now() -> str:
@@ -775,40 +774,11 @@ def _now() -> str:
     return now_utc()
 
 
-@contextlib.contextmanager
-def _os_errors(path: Path):
-    try:
-        yield
-    except OSError as e:
-        raise VarbenchError(atomic._describe_os_error(Path(path), e)) from None
-
-
-@contextlib.contextmanager
-def _atomic_file(path: Path):
-    """A binary file object whose content appears at ``path`` only when the block ends without error."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise VarbenchError(atomic._describe_os_error(path, e)) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-
 class _Lock:
     """An exclusive flock on ``DIR/.lock`` (released by the kernel if the process dies)."""
 
     def __init__(self, out: Path):
-        with _os_errors(out):
+        with atomic.os_errors(out):
             out.mkdir(parents=True, exist_ok=True)
             self.fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -819,7 +789,7 @@ class _Lock:
                 raise VarbenchError(
                     f"another varbench generate is writing to {out}; wait for it or use another --out"
                 ) from None
-            raise VarbenchError(atomic._describe_os_error(out / LOCK, e)) from None
+            raise VarbenchError(atomic.describe_os_error(out / LOCK, e)) from None
 
     def release(self) -> None:
         with contextlib.suppress(OSError):

@@ -9,6 +9,7 @@ A miss offline is one error line naming the file, its URL and the directory to p
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import os
@@ -112,7 +113,9 @@ def load_state_dict(path: str | os.PathLike, what: str = "checkpoint") -> dict:
     if path.stat().st_size == 0:
         raise VarbenchError(f"{what} {path} is empty (0 bytes); download it again")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=_can_mmap(path))
+        # argparse.Namespace: the run arguments LlamaGen's training script saves beside ``model`` (plain data)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=_can_mmap(path))
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise VarbenchError(

@@ -132,3 +132,27 @@ def test_bad_labels_and_device():
     assert "labels" in _err(lambda: g.generate([1001], [0]))
     assert "CUDA is not available" in _err(lambda: build(zoo.get("var_test"), device="cuda"))
     assert np.asarray(g.generate([1000], [0])).shape == (1, 64, 64, 3)  # null class allowed
+
+
+def test_generate_cli_with_custom_checkpoints(ckpts, tmp_path):
+    """`varbench generate --var-ckpt/--vae-ckpt --patch-nums`: works with good files; bad ones are one line, exit 2."""
+    from typer.testing import CliRunner
+
+    from varbench.cli.app import app
+
+    d, var_sd, _ = ckpts
+    common = ["generate", "--vae-ckpt", str(d / "vae.pth"), "--patch-nums", "1,2,4", "--labels", "1,2"]
+    res = CliRunner().invoke(app, [*common, "--var-ckpt", str(d / "var.pth"), "--out", str(tmp_path / "ok")])
+    assert res.exit_code == 0, res.output
+    with np.load(tmp_path / "ok" / "samples.npz", allow_pickle=False) as z:
+        assert z["arr_0"].shape == (2, 64, 64, 3) and z["arr_0"].dtype == np.uint8
+        assert z["labels"].tolist() == [1, 2] and z["indices"].tolist() == [0, 1]
+    bad = dict(var_sd)
+    bad["head.bias"] = torch.zeros(7)
+    torch.save(bad, tmp_path / "bad.pth")
+    for var_file, needle in ((tmp_path / "bad.pth", "shape mismatches"), (d / "vae.pth", "VQVAE tokenizer checkpoint")):
+        res = CliRunner().invoke(app, [*common, "--var-ckpt", str(var_file), "--out", str(tmp_path / "bad")])
+        assert res.exit_code == 2, res.output
+        assert "Traceback" not in res.output
+        errors = [line for line in res.stderr.splitlines() if line.strip()]
+        assert len(errors) == 1 and needle in errors[0], res.stderr

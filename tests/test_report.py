@@ -256,6 +256,7 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path):
     assert "not a varbench result" in _one_line_error(runner.invoke(app, ["report", str(other)]))
     assert "not found" in _one_line_error(runner.invoke(app, ["report", str(tmp_path / "missing.json")]))
     assert "--format must be one of" in _one_line_error(runner.invoke(app, ["report", str(bad_version), "-f", "pdf"]))
+    assert "give result JSON files" in _one_line_error(runner.invoke(app, ["report"]))
     line = _one_line_error(runner.invoke(app, ["report", "--published", "var_table1"]))
     assert re.search(r"unknown published table 'var_table1'; did you mean .*var_neurips_table1", line)
 

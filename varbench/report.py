@@ -80,7 +80,7 @@ class Table:
 @dataclass(frozen=True)
 class Report:
     title: str
-    inputs: tuple[dict, ...]  # {run, path, kind, model, created, random_weights}
+    inputs: tuple[dict, ...]  # {run, kind, model, created, random_weights}
     tables: tuple[Table, ...]
     warnings: tuple[str, ...] = ()
     plots: dict = field(default_factory=dict)  # name -> PNG bytes (filled by the caller from varbench.plots)
@@ -106,13 +106,14 @@ def format_cell(key: str, value, record: dict | None = None, fmt: str | None = N
             return f"[{value[0]:.3f}, {value[1]:.3f}]"
         return "; ".join(str(v) for v in value) if value else ""
     fmt_key = record.get("metric", key) if record and key in ("reproduced", "published", "base", "new", "delta") else key
+    if fmt_key == "peak_mem_bytes" and isinstance(value, (int, float)):
+        text = f"{value / 2**20:.1f} MiB"
+        return "+" + text if key == "delta" and value > 0 else text
     if isinstance(value, float):
         text = format(value, fmt or _FORMATS.get(fmt_key, ".4g"))
         if record and key in record.get("approx", ()):
             text = "~" + text
         return ("+" + text if value > 0 else text) if key == "delta" else text
-    if key == "peak_mem_bytes" and isinstance(value, int):
-        return f"{value / 2**20:.1f} MiB"
     return str(value)
 
 

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "varbench.cli.zoo",
     "varbench.cli.sample",
     "varbench.cli.report",
+    "varbench.cli.bench",
 )
 
 

@@ -1,0 +1,201 @@
+"""The speed study: plan, FLOP counter vs formula, KV = no-KV tokens, VAR loop = sampler, and the CLI (--quick)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from varbench import results, speed
+from varbench.cli.app import app
+from varbench.generator import random_init_
+from varbench.models.generate import SampleConfig, sample
+from varbench.models.var import VAR, VARConfig
+from varbench.models.vqvae import VQVAE, VQVAEConfig
+from varbench.zoo import PATCH_NUMS_256, PATCH_NUMS_512, PATCH_NUMS_1024
+
+runner = CliRunner()
+ROW_KEYS = {"model", "family", "mode", "resolution", "grid", "batch_size", "steps", "tokens", "latency_s", "latency_ci",
+            "throughput_img_s", "flops_analytic", "flops_counted", "peak_mem_bytes", "vq_decode_s", "kv_cache_bytes",
+            "random_weights"}
+FIT_KEYS = {"mode", "quantity", "exponent", "ci_low", "ci_high", "n_values"}
+
+
+def test_schedules():
+    assert speed.var_schedule(16) == PATCH_NUMS_256
+    assert speed.var_schedule(32) == PATCH_NUMS_512
+    assert speed.var_schedule(64) == PATCH_NUMS_1024
+    assert speed.var_schedule(8) == (1, 2, 3, 4, 6, 8)
+    lengths = []
+    for n in (2, 3, 5, 6, 12, 20, 100, 128, 1000):
+        pn = speed.var_schedule(n)
+        assert pn[0] == 1 and pn[-1] == n and all(a < b for a, b in zip(pn, pn[1:])), (n, pn)
+        lengths.append(len(pn))
+    assert lengths == sorted(lengths) and lengths[-1] <= 30  # O(log n) steps
+
+
+def test_plan_steps_tokens_and_facts_flops():
+    cfg = speed.SpeedConfig(resolutions=(256, 512, 1024), batch_sizes=(1,))
+    jobs = {(j.mode, j.resolution): j for j in speed.plan(cfg)}
+    assert {m for m, _ in jobs} == {"var_kv", "var_nokv", "raster_kv", "raster_nokv"}
+    assert (jobs["var_kv", 256].steps, jobs["var_kv", 256].tokens) == (10, 680)
+    assert (jobs["var_kv", 512].steps, jobs["var_kv", 512].tokens) == (10, 2240)
+    assert jobs["var_kv", 1024].patch_nums == PATCH_NUMS_1024 and jobs["var_kv", 1024].steps == 14
+    assert (jobs["raster_kv", 512].steps, jobs["raster_kv", 512].tokens) == (1024, 1024)
+    assert jobs["var_kv", 256].flops(False).total / 1e9 == pytest.approx(300.3, rel=0.005)
+    assert jobs["var_kv", 512].flops(False).total / 1e9 == pytest.approx(1137.1, rel=0.005)
+    assert jobs["var_kv", 256].flops(True).total == 2 * jobs["var_kv", 256].flops(False).total
+    # the twin's SwiGLU is 2816 wide (8/3 w rounded up to 256): 2-3% above the 24 w^2 convention of the facts
+    assert jobs["raster_kv", 256].arch.mlp_flops == 6 * 1024 * 2816
+    assert 1.0 < jobs["raster_kv", 256].flops(False).total / 107.4e9 < 1.03
+    # KV cache: VAR-d16 at 256 with CFG in bf16 is the facts' 89 MB
+    assert jobs["var_kv", 256].kv_cache_bytes(1, True, "bf16") == pytest.approx(89e6, rel=0.01)
+    assert jobs["var_nokv", 256].kv_cache_bytes(1, True, "bf16") == 0
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_decoders(models: tuple[str, ...] = ("var_d16",)):
+    cfg = speed.SpeedConfig(models=models, resolutions=(64,), width=64, depth=2, vae_ch=32, batch_sizes=(1,))
+    jobs = speed.plan(cfg)
+    built = {}
+    for j in jobs:
+        if j.build_key not in built:
+            built[j.build_key] = speed.build_decoder(j, cfg, "cpu", "fp32")
+    return cfg, [(j, built[j.build_key]) for j in jobs]
+
+
+@pytest.mark.parametrize("models,cfg_on", [(("var_d16",), False), (("var_d16",), True),
+                                            (("var_d36",), False)])  # var_d36: shared AdaLN
+def test_flop_counter_agrees_with_formula(models, cfg_on):
+    from varbench import timing
+
+    _, jobs = _tiny_decoders(models)
+    assert {j.shared_adaln for j, _ in jobs if j.family == "var"} == {models == ("var_d36",)}
+    for job, dec in jobs:
+        counter = timing.FlopCounter()
+        dec.run(job, 1, cfg_on, 0, flops=counter)
+        useful, executed = job.flops(cfg_on).total, job.flops(cfg_on, "executed").total
+        assert counter.total == pytest.approx(useful, rel=0.02), (job.mode, counter.by_op)
+        assert counter.total == executed, (job.mode, counter.by_op)  # exact once masked attention is counted
+        if job.kv:
+            assert counter.total == useful
+
+
+def test_flops_scale_with_batch():
+    from varbench import timing
+
+    _, jobs = _tiny_decoders()
+    job, dec = next((j, d) for j, d in jobs if j.mode == "raster_kv")
+    one, three = timing.FlopCounter(), timing.FlopCounter()
+    dec.run(job, 1, False, 0, flops=one)
+    dec.run(job, 3, False, 0, flops=three)
+    assert three.total == 3 * one.total
+
+
+def test_kv_and_no_kv_give_the_same_tokens():
+    _, jobs = _tiny_decoders()
+    by_mode = {j.mode: (j, d) for j, d in jobs}
+    for kv, nokv in (("raster_kv", "raster_nokv"), ("var_kv", "var_nokv")):
+        (jk, dec), (jn, _) = by_mode[kv], by_mode[nokv]
+        for cfg_on in (False, True):
+            a, b = dec.run(jk, 2, cfg_on, 5), dec.run(jn, 2, cfg_on, 5)
+            assert dec.same_tokens(a, b), (kv, cfg_on)
+    # and the seed matters (the comparison is not vacuous)
+    jk, dec = by_mode["raster_kv"]
+    assert not dec.same_tokens(dec.run(jk, 2, False, 5), dec.run(jk, 2, False, 6))
+
+
+def test_var_decode_reproduces_the_sampler():
+    pn = (1, 2, 3, 4)
+    var, vae = VAR(VARConfig(depth=2, patch_nums=pn, width=128, num_heads=2)), VQVAE(VQVAEConfig(patch_nums=pn, ch=32))
+    random_init_(var, 1), random_init_(vae, 2)
+    var.eval(), vae.eval()
+    labels = torch.tensor([3, 207, 999])
+    sc = SampleConfig(cfg=1.5, top_k=900, top_p=0.96)
+    ref = sample(var, vae, labels, 3, sc, torch.Generator().manual_seed(4))
+    tokens, f_hat = speed.var_decode(var, vae, labels, sc, torch.Generator().manual_seed(4), guidance=True)
+    assert all(torch.equal(a, b) for a, b in zip(ref.tokens, tokens)) and torch.equal(ref.f_hat, f_hat)
+    # without guidance: only conditional rows, the tokens the sampler draws at cfg 0 (where it still runs both)
+    sc0 = SampleConfig(cfg=0.0, top_k=900, top_p=0.96)
+    ref0 = sample(var, vae, labels, 3, sc0, torch.Generator().manual_seed(4))
+    tokens0, _ = speed.var_decode(var, vae, labels, sc0, torch.Generator().manual_seed(4), guidance=False)
+    assert all(torch.equal(a, b) for a, b in zip(ref0.tokens, tokens0))
+    assert not all(torch.equal(a, b) for a, b in zip(tokens, tokens0))  # guidance changes the draw
+
+
+def test_dry_run_json(tmp_path):
+    out = tmp_path / "dry.json"
+    res = runner.invoke(app, ["speed", "--dry-run", "--resolutions", "256,512", "--batch-sizes", "1",
+                              "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "var_kv" in res.stdout and "n^6" in res.stdout
+    obj = results.load(out, kind="speed")
+    rows = obj["results"]["rows"]
+    assert obj["results"]["dry_run"] is True and len(rows) == 8
+    assert all(ROW_KEYS <= set(r) for r in rows) and all(r["latency_s"] is None for r in rows)
+    flops = {(r["mode"], r["resolution"]): r["flops_analytic"] / 1e9 for r in rows}
+    assert flops["var_kv", 256] == pytest.approx(300.3, rel=0.005)
+    assert flops["var_kv", 512] == pytest.approx(1137.1, rel=0.005)
+    fits = [f for f in obj["results"]["fits"] if f["quantity"] == "flops"]
+    assert {f["mode"] for f in fits} == {"var_kv", "var_nokv", "raster_kv", "raster_nokv"}
+    assert all(FIT_KEYS <= set(f) for f in fits)
+    last = {f["mode"]: f["local_exponent_last"] for f in fits}
+    assert last["var_kv"] == pytest.approx(4, abs=0.1) and last["raster_kv"] == pytest.approx(4, abs=0.1)
+    assert last["raster_nokv"] == pytest.approx(6, abs=0.1)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--baselines", "raster_kvv"], "did you mean raster_kv"),
+    (["--resolutions", "100"], "multiple of 16"),
+    (["--resolutions", "256,abc"], "comma-separated integers"),
+    (["--models", "raster_d16_256"], "takes VAR models"),
+    (["--models", "var_d17"], "unknown model"),
+    (["--width", "100"], "multiple of 64"),
+    (["--batch-sizes", "0"], "positive"),
+])
+def test_bad_input_is_one_line_exit_2(args, needle):
+    res = runner.invoke(app, ["speed", "--dry-run", *args])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], res.stderr
+
+
+def test_quick_writes_json_and_png(tmp_path):
+    """The README's main job: the whole --quick study on CPU (about a minute on one core)."""
+    out, png = tmp_path / "quick.json", tmp_path / "quick.png"
+    res = runner.invoke(app, ["speed", "--quick", "--json", str(out), "--plot", str(png)])
+    assert res.exit_code == 0, res.output
+    obj = results.load(out, kind="speed")
+    assert obj["random_weights"] is True and obj["env"]["device"] == "cpu"
+    assert obj["config"]["quick"] is True and obj["config"]["dtype"] == "fp32"
+    rows = obj["results"]["rows"]
+    assert len(rows) == 3 * 4 * 2 and {r["batch_size"] for r in rows} == {1, 2} and all(ROW_KEYS <= set(r) for r in rows)
+    for r in rows:
+        assert r["latency_s"] > 0 and r["latency_ci"][0] <= r["latency_s"] <= r["latency_ci"][1]
+        assert r["throughput_img_s"] == pytest.approx(r["batch_size"] / r["latency_s"])
+        assert r["vq_decode_s"] > 0 and r["peak_mem_bytes"] > 0 and r["random_weights"] is True
+        assert r["flops_counted"] == r["flops_analytic_executed"]  # the counter, exactly
+        if not r["mode"].endswith("nokv"):
+            assert r["flops_counted"] == r["flops_analytic"]
+        else:  # no-KV: the kernel also computes the masked part of attention
+            assert r["flops_analytic"] < r["flops_counted"] < 1.05 * r["flops_analytic"]
+        assert (r["kv_cache_bytes"] > 0) == (not r["mode"].endswith("nokv"))
+    # latency (batch 1): VAR < raster with KV cache < raster without, at every resolution
+    latency = [o for o in obj["results"]["ordering"] if o["batch_size"] == 1]
+    assert len(latency) == 3 and all(o["holds"] for o in latency), latency
+    assert "as expected" in res.stdout
+    fits = obj["results"]["fits"]
+    time_fits = [f for f in fits if f["quantity"] == "time"]
+    assert len(time_fits) == 8 and all(FIT_KEYS <= set(f) and f["ci_low"] <= f["ci_high"] for f in time_fits)
+    assert all(math.isfinite(f["exponent"]) for f in fits)
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    # the report engineer's readers accept the file
+    from varbench import report
+
+    assert report.speed_rows([("quick", obj, obj)]) and json.loads(out.read_text())["kind"] == "speed"

@@ -1,0 +1,115 @@
+"""Timers, bootstrap intervals, peak memory, FLOP counting and power-law fits (CPU)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+from varbench import timing
+from varbench.errors import VarbenchError
+
+
+def test_measure_counts_warmup_and_repeats():
+    calls = []
+    t = timing.measure(lambda: calls.append(time.sleep(0.002)), "cpu", timing.TimingConfig(warmup=2, repeats=4))
+    assert len(calls) == 6 and len(t.samples) == 4 and t.clock == "perf_counter"
+    assert all(s >= 0.002 for s in t.samples)
+    assert t.ci_low <= t.median <= t.ci_high
+    assert t.median == pytest.approx(float(np.median(t.samples)))
+
+
+def test_measure_cuts_repeats_over_budget():
+    t = timing.measure(lambda: time.sleep(0.03), "cpu",
+                       timing.TimingConfig(warmup=1, repeats=10, max_seconds=0.1))
+    assert 1 <= len(t.samples) <= 4
+    assert t.notes and "repeats cut from 10" in t.notes[0]
+
+
+def test_timing_config_rejects_bad_values():
+    with pytest.raises(VarbenchError):
+        timing.TimingConfig(repeats=0)
+    with pytest.raises(VarbenchError):
+        timing.TimingConfig(warmup=-1)
+
+
+def test_bootstrap_ci_brackets_median_and_shrinks_with_more_samples():
+    rng = np.random.default_rng(0)
+    few, many = rng.normal(1.0, 0.1, 5), rng.normal(1.0, 0.1, 500)
+    lo5, hi5 = timing.bootstrap_ci(few)
+    lo500, hi500 = timing.bootstrap_ci(many)
+    assert lo5 <= np.median(few) <= hi5 and lo500 <= np.median(many) <= hi500
+    assert hi500 - lo500 < hi5 - lo5
+    assert lo500 < 1.0 < hi500
+    assert timing.bootstrap_ci([3.0]) == (3.0, 3.0)
+    assert timing.bootstrap_ci(few, seed=1) == timing.bootstrap_ci(few, seed=1)
+
+
+def test_power_law_fit_recovers_exponent():
+    n = np.array([4, 8, 16, 32, 64], float)
+    fit = timing.fit_power_law(n, 3.0 * n**4)
+    assert fit.exponent == pytest.approx(4.0, abs=1e-9) and fit.method == "t"
+    assert fit.ci_low == pytest.approx(4.0, abs=1e-6) and fit.ci_high == pytest.approx(4.0, abs=1e-6)
+    noisy = 3.0 * n**2 * np.exp(np.random.default_rng(1).normal(0, 0.05, n.size))
+    fit = timing.fit_power_law(n, noisy)
+    assert fit.ci_low < 2.0 < fit.ci_high and fit.ci_high - fit.ci_low < 0.5
+    # a curved series (n^2 + n^4) gets a wide interval: the slope is not one number
+    curved = timing.fit_power_law(n, n**2 * 1e3 + n**4)
+    assert curved.ci_high - curved.ci_low > 0.3
+    two = timing.fit_power_law([2, 4], [1.0, 8.0])
+    assert two.exponent == pytest.approx(3.0) and two.ci_low is None and two.method == "exact"
+
+
+def test_bootstrap_fit_uses_repeats():
+    rng = np.random.default_rng(2)
+    n = [4, 8, 16]
+    samples = [list(0.01 * k**3 * (1 + rng.normal(0, 0.02, 7))) for k in n]
+    fit = timing.fit_power_law_bootstrap(n, samples)
+    assert fit.method == "bootstrap" and fit.exponent == pytest.approx(3.0, abs=0.05)
+    assert fit.ci_low < fit.exponent < fit.ci_high
+    with pytest.raises(VarbenchError):
+        timing.fit_power_law_bootstrap([4, 4], [[1.0], [2.0]])
+    with pytest.raises(VarbenchError):
+        timing.fit_power_law([1, 2, 3], [1.0, 0.0, 2.0])
+
+
+def test_peak_memory_sees_an_allocation():
+    with timing.peak_memory("cpu") as base:
+        pass
+    with timing.peak_memory("cpu") as mem:
+        x = torch.ones(64 * 2**20 // 4 * 4)  # 256 MiB, touched
+        del x
+    assert mem.kind in ("rss_peak", "rss_peak_since_start")
+    assert mem.bytes is not None and base.bytes is not None
+    if mem.kind == "rss_peak":  # the peak was reset at entry, so the allocation shows
+        assert mem.bytes - base.bytes > 200 * 2**20
+
+
+def test_flop_counter_counts_matmul_and_cpu_attention():
+    a, b = torch.randn(8, 16), torch.randn(16, 4)
+    assert timing.count_flops(lambda: a @ b) == 2 * 8 * 16 * 4
+    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
+    # torch's table lacks the CPU flash-attention op; timing adds it (QK^T and AV: 4 * B * H * Lq * Lk * D)
+    assert timing.count_flops(lambda: TF.scaled_dot_product_attention(q, k, v)) == 4 * 2 * 3 * 5 * 7 * 8
+    q7 = torch.randn(2, 3, 7, 8)
+    causal = timing.count_flops(lambda: TF.scaled_dot_product_attention(q7, k, v, is_causal=True))
+    assert causal == 4 * 2 * 3 * 7 * 7 * 8  # the full square: masks are not discounted
+    counter = timing.FlopCounter()
+    for _ in range(3):
+        with counter.region():
+            a @ b
+    assert counter.total == 3 * 2 * 8 * 16 * 4
+
+
+@pytest.mark.gpu
+def test_cuda_timer_and_memory():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA")
+    x = torch.randn(2048, 2048, device="cuda")
+    with timing.peak_memory("cuda") as mem:
+        t = timing.measure(lambda: x @ x, "cuda", timing.TimingConfig(warmup=2, repeats=5))
+    assert t.clock == "cuda_event" and t.median > 0
+    assert mem.kind == "cuda_max_allocated" and mem.bytes >= 2 * 2048 * 2048 * 4

@@ -101,10 +101,16 @@ def test_retry_adds_eps_to_both_diagonals(monkeypatch):
 
 
 def test_imaginary_component_raises_like_adm():
-    sigma1, sigma2 = np.diag([1.0, -1.0]), np.eye(2)  # not PSD: sqrtm has an imaginary diagonal of 1
-    for method in fid.METHODS:
-        with pytest.raises(VarbenchError, match="Imaginary component"):
-            fid.frechet_distance(np.zeros(2), sigma1, np.zeros(2), sigma2, method=method)
+    indefinite, swap = np.diag([1.0, -1.0]), np.array([[0.0, 1.0], [1.0, 0.0]])
+    # sqrtm of each product has an imaginary diagonal well above ADM's 1e-3
+    for sigma1, sigma2 in ((indefinite, np.eye(2)), (np.eye(2), indefinite)):
+        for method in fid.METHODS:
+            with pytest.raises(VarbenchError, match="Imaginary component"):
+                fid.frechet_distance(np.zeros(2), sigma1, np.zeros(2), sigma2, method=method)
+    # both indefinite, product a rotation with eigenvalues +-i: SciPy finds a real square root (ADM passes), the
+    # eigenvalue path sees sqrt(+-i) and refuses
+    with pytest.raises(VarbenchError, match="Imaginary component 0.707"):
+        fid.frechet_distance(np.zeros(2), indefinite, np.zeros(2), swap)
 
 
 def test_bad_statistics_are_one_line_errors():

@@ -24,6 +24,8 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "varbench.cli.zoo",
     "varbench.cli.sample",
+    "varbench.cli.eval",
+    "varbench.cli.stats",
     "varbench.cli.report",
     "varbench.cli.bench",
 )

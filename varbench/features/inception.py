@@ -372,12 +372,20 @@ class InceptionExtractor:
         self.weights_path = weights_path
         self.official = weights_sha256.startswith(OFFICIAL_SHA256_PREFIX)
         self.channels_last = channels_last
-        net = network_class()()
+        with torch.device("meta"):  # no initialisation work: every tensor comes from the state dict
+            net = network_class()()
         weights.check_keys_and_shapes(net.state_dict(), state_dict, f"Inception weights {weights_path or ''}".strip())
-        net.load_state_dict(state_dict, strict=True)
-        net.requires_grad_(False).eval()
-        net.fold(self.torch_dtype, self.device)
-        self.net = net
+        net.load_state_dict(state_dict, strict=True, assign=True)
+        self._net = net.requires_grad_(False).eval()
+        self._folded = False
+
+    @property
+    def net(self):
+        """The network, folded for execution on first use (so a run refused early never pays for it)."""
+        if not self._folded:
+            self._net.fold(self.torch_dtype, self.device)
+            self._folded = True
+        return self._net
 
     @classmethod
     def from_file(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", dtype: str = "fp32",

@@ -5,13 +5,14 @@ ADM evaluator semantics: statistics are the feature mean and ``np.cov(rowvar=Fal
 1e-6 * I to both covariances and retries; a complex result raises when a diagonal imaginary part exceeds 1e-3 and is
 otherwise dropped.
 
-``method="eig"`` (default) needs only the trace: S1 S2 has the eigenvalues of the symmetric positive semi-definite
-``L^T S2 L`` (S1 = L L^T, a Cholesky factor, or V sqrt(w) from ``eigh`` when S1 is singular), so the trace is the sum
-of square roots of the eigenvalues of a symmetric matrix: one Cholesky, two matmuls and one ``eigvalsh``.
-Eigenvalues within rounding of zero (below d * eps * max) count as zero: for rank-deficient covariances (N < d)
-their square roots would otherwise add a positive bias.  A negative eigenvalue beyond that band is the eigenvalue
+``method="eig"`` (default) needs only the trace: S1 S2 has the nonzero eigenvalues of the symmetric positive
+semi-definite ``F^T S2 F`` where S1 = F F^T (pivoted Cholesky, F of size d x rank), so the trace is the sum of square
+roots of the eigenvalues of a symmetric rank x rank matrix: one factorisation, two matmuls, one ``eigvalsh``
+(for N < d samples the problem shrinks to N x N).  Eigenvalues within rounding of zero (below d * eps * max) count as
+zero: their square roots would otherwise add a positive bias.  A negative eigenvalue beyond that band is the eigenvalue
 analogue of ADM's imaginary component: its square root is imaginary and, as in ADM, values up to 1e-3 are dropped
-and larger ones raise.  ``method="sqrtm"`` is the literal SciPy computation (slow: 45 s at d=2048 on 2 cores).
+and larger ones raise.  (ADM inspects the diagonal of sqrtm instead; for covariances that are not PSD, e.g. a
+product with eigenvalues +-i, SciPy can find a real square root where the eigenvalue path refuses.)  ``method="sqrtm"`` is the literal SciPy computation (slow: 45 s at d=2048 on 2 cores).
 """
 
 from __future__ import annotations
@@ -106,34 +107,63 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, *, method: str = "eig", eps: floa
 
 def _trace_sqrt_eig(sigma1: np.ndarray, sigma2: np.ndarray) -> float | None:
     """tr sqrtm(sigma1 @ sigma2) from the eigenvalues of a symmetric matrix; None when not finite."""
-    factor, other = None, None
-    for a, b in ((sigma2, sigma1), (sigma1, sigma2)):  # the reference (sigma2) is usually full rank
+    d = len(sigma1)
+    factor = _psd_factor(sigma1)
+    if factor is not None:  # sigma1 = F F^T, F (d, rank): eig(sigma1 sigma2) = eig(F^T sigma2 F), rank x rank
+        m = factor.T @ sigma2 @ factor
+    else:  # sigma1 is not PSD (damaged statistics): let the eigenvalues show it through a factor of sigma2
         try:
-            factor, other = np.linalg.cholesky(a), b
-            break
+            lower = np.linalg.cholesky(sigma2)
         except np.linalg.LinAlgError:
-            continue
-    if factor is None:
-        try:
-            w, v = np.linalg.eigh(sigma1)
-        except np.linalg.LinAlgError:
-            return None
-        factor, other = v * np.sqrt(np.clip(w, 0.0, None)), sigma2
-    m = factor.T @ other @ factor
+            return _trace_sqrt_general(sigma1, sigma2)
+        m = lower.T @ sigma1 @ lower
     try:
         ev = np.linalg.eigvalsh((m + m.T) * 0.5)
     except np.linalg.LinAlgError:
         return None
     if not np.all(np.isfinite(ev)):
         return None
-    top = max(float(ev.max()), 0.0)
-    noise = len(ev) * np.finfo(np.float64).eps * top
+    noise = d * np.finfo(np.float64).eps * max(float(ev.max()), 0.0)
     negative = ev[ev < -noise]
     if negative.size:
-        imag = float(np.sqrt(-negative.min()))
-        if imag > ADM_IMAG_TOL:
-            raise VarbenchError(f"Imaginary component {imag:.3g} in the Fréchet distance (covariances not PSD?)")
+        _check_imaginary(float(np.sqrt(-negative.min())))
     return float(np.sqrt(ev[ev > noise]).sum())
+
+
+def _psd_factor(sigma: np.ndarray) -> np.ndarray | None:
+    """F (d, rank) with sigma = F F^T up to rounding, by pivoted Cholesky (rank-revealing: cheap when N < d);
+    None when sigma is not positive semi-definite."""
+    from scipy.linalg import lapack
+
+    c, piv, rank, info = lapack.dpstrf(sigma, lower=1)
+    if info < 0:
+        return None
+    lower = np.tril(c)[:, :rank]
+    factor = np.empty_like(lower)
+    factor[piv - 1] = lower  # undo the pivoting: sigma[p][:, p] = L L^T
+    d = len(sigma)
+    if rank < d:  # stopped early: the rest must be rounding noise, not a negative direction
+        tol = 10 * d * np.finfo(np.float64).eps * max(float(np.abs(np.diagonal(sigma)).max()), 1e-300)
+        if np.abs(sigma - factor @ factor.T).max() > tol:
+            return None
+    return factor
+
+
+def _trace_sqrt_general(sigma1: np.ndarray, sigma2: np.ndarray) -> float | None:
+    """Neither covariance is PSD: eigenvalues of the non-symmetric product (torch-fidelity's formula)."""
+    try:
+        roots = np.sqrt(np.linalg.eigvals(sigma1 @ sigma2).astype(np.complex128))
+    except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.isfinite(roots)):
+        return None
+    _check_imaginary(float(np.abs(roots.imag).max()))
+    return float(roots.real.sum())
+
+
+def _check_imaginary(imag: float) -> None:
+    if imag > ADM_IMAG_TOL:
+        raise VarbenchError(f"Imaginary component {imag:.3g} in the Fréchet distance (covariances not PSD?)")
 
 
 def _trace_sqrt_scipy(sigma1: np.ndarray, sigma2: np.ndarray) -> float | None:

@@ -165,11 +165,17 @@ def test_bad_input_is_one_line_exit_2(args, needle):
     assert len(errors) == 1 and needle in errors[0], res.stderr
 
 
-def test_quick_writes_json_and_png(tmp_path):
-    """The README's main job: the whole --quick study on CPU (about a minute on one core)."""
-    out, png = tmp_path / "quick.json", tmp_path / "quick.png"
-    res = runner.invoke(app, ["speed", "--quick", "--json", str(out), "--plot", str(png)])
+def test_readme_quick_command_writes_json_and_png(tmp_path, monkeypatch):
+    """The README's main job, run as written: the whole --quick study on CPU (about a minute on one core)."""
+    from pathlib import Path
+
+    command = "varbench speed --quick --json runs/quick_speed.json --plot runs/quick_speed.png"
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"pip install -e . && {command}\n" in readme.split("```")[1]  # the first command of the quickstart
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, command.split()[1:])
     assert res.exit_code == 0, res.output
+    out, png = tmp_path / "runs" / "quick_speed.json", tmp_path / "runs" / "quick_speed.png"
     obj = results.load(out, kind="speed")
     assert obj["random_weights"] is True and obj["env"]["device"] == "cpu"
     assert obj["config"]["quick"] is True and obj["config"]["dtype"] == "fp32"

@@ -29,6 +29,27 @@ def test_measure_cuts_repeats_over_budget():
     assert t.notes and "repeats cut from 10" in t.notes[0]
 
 
+def test_interleaved_runs_round_robin_with_own_budgets():
+    order = []
+
+    def make(i, seconds):
+        return lambda: (order.append(i), time.sleep(seconds))
+
+    cfg = timing.TimingConfig(warmup=1, repeats=4, max_seconds=0.2)
+    (fast, fast_mem), (slow, _) = timing.measure_interleaved([make(0, 0.001), make(1, 0.08)], "cpu", cfg)
+    assert order[:2] == [0, 1]  # warm-ups
+    timed = order[2:]
+    assert timed[:4] == [0, 1, 0, 1] and timed.count(0) == 4  # round-robin while both have repeats left
+    assert len(slow.samples) == 2 and "repeats cut from 4 to 2" in slow.notes[0]
+    assert len(fast.samples) == 4 and not fast.notes
+    assert all(s >= 0.08 for s in slow.samples) and fast.median < slow.median
+    assert fast_mem.bytes is not None and fast_mem.kind.startswith("rss")
+    # a warm-up done by the caller: no extra calls, its duration sets the budget
+    order.clear()
+    (t, _), = timing.measure_interleaved([make(0, 0.0)], "cpu", cfg, warm_seconds=[0.15])
+    assert len(order) == 1 and len(t.samples) == 1
+
+
 def test_timing_config_rejects_bad_values():
     with pytest.raises(VarbenchError):
         timing.TimingConfig(repeats=0)

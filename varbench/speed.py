@@ -4,6 +4,8 @@ For every model x resolution x decoding mode this measures the time of one decod
 repeats, median and bootstrap interval; CUDA events with synchronisation on GPU), the VQ-decode time separately, the
 peak memory, the FLOPs counted by ``torch.utils.flop_counter`` next to the analytic FLOPs of ``varbench.flops``,
 and fits time ~ n^k over the measured resolutions and analytic FLOPs ~ n^k over a wide sweep of grid sides n.
+The modes of one resolution are built together and timed round-robin (``timing.measure_interleaved``), so a change
+in machine load during the run affects them alike and their order is not an artefact of when each ran.
 
 Decoding modes (``mode`` in every row):
 
@@ -61,7 +63,7 @@ class SpeedConfig:
     warmup: int = 1
     repeats: int = 5
     max_seconds: float | None = 300.0  # per measurement; fewer repeats (noted in the row) when exceeded
-    compile: bool = False  # torch.compile the transformer forward (dynamic shapes)
+    compile: bool = False  # torch.compile the transformer forward (dynamic shapes); the warm-up absorbs compilation
     count_flops: bool = True  # one extra batch-1 decode under torch.utils.flop_counter
     width: int | None = None  # override the VAR model's width (random weights; renames the model)
     depth: int | None = None  # override the VAR model's depth (random weights; renames the model)

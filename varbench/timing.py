@@ -3,6 +3,7 @@
 - Timing (like spaCy's ``benchmark_speed``: warm-up calls, then repeats; median with a bootstrap 95% interval):
   ``perf_counter`` on CPU; on CUDA a pair of CUDA events with ``torch.cuda.synchronize()`` before the start event and
   a wait on the end event (as nanoGPT's ``bench.py``), so queued kernels are inside the interval.
+  ``measure_interleaved`` times several functions round-robin so that drifting load hits all of them alike.
 - Peak memory: ``torch.cuda.max_memory_allocated`` after a reset on CUDA; on CPU the process's peak resident set
   (``VmHWM`` of ``/proc/self/status``, reset through ``/proc/self/clear_refs`` where the kernel allows it).
 - FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` (matmul-like ops only), plus a formula for the CPU

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -10,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from varbench import results, speed
+from varbench import results, speed, zoo
 from varbench.cli.app import app
 from varbench.generator import random_init_
 from varbench.models.generate import SampleConfig, sample
@@ -23,6 +24,15 @@ ROW_KEYS = {"model", "family", "mode", "resolution", "grid", "batch_size", "step
             "throughput_img_s", "flops_analytic", "flops_counted", "peak_mem_bytes", "vq_decode_s", "kv_cache_bytes",
             "random_weights"}
 FIT_KEYS = {"mode", "quantity", "exponent", "ci_low", "ci_high", "n_values"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are overhead-bound: one thread is faster and steadier on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_schedules():
@@ -205,3 +215,29 @@ def test_readme_quick_command_writes_json_and_png(tmp_path, monkeypatch):
     from varbench import report
 
     assert report.speed_rows([("quick", obj, obj)]) and json.loads(out.read_text())["kind"] == "speed"
+
+
+def test_released_weights_used_only_when_cached_and_matching(monkeypatch):
+    from types import SimpleNamespace
+
+    import varbench.generator
+
+    pn = (1, 2, 3, 4)
+    tiny = SimpleNamespace(var=VAR(VARConfig(depth=1, patch_nums=pn, width=64, num_heads=1)),
+                           vae=VQVAE(VQVAEConfig(patch_nums=pn, ch=32)))
+    built = []
+    monkeypatch.setattr(varbench.generator, "build", lambda spec, *a, **k: built.append(spec.name) or tiny)
+    monkeypatch.setattr(speed, "_weights_cached", lambda spec: True)
+    cfg = speed.SpeedConfig(resolutions=(256, 512), batch_sizes=(1,))
+    jobs = {(j.mode, j.resolution): j for j in speed.plan(cfg)}
+    dec = speed.build_decoder(jobs["var_kv", 256], cfg, "cpu", "fp32")
+    assert built == ["var_d16"] and dec.random_weights is False and dec.var is tiny.var
+    # var_d16's checkpoint has the 256-px schedule: at 512 px the study uses random weights
+    assert speed._released_fits(zoo.get("var_d16"), jobs["var_kv", 256], cfg)
+    assert not speed._released_fits(zoo.get("var_d16"), jobs["var_kv", 512], cfg)
+    assert not speed._released_fits(zoo.get("var_d16"), jobs["var_kv", 256], dataclasses.replace(cfg, vae_ch=32))
+    monkeypatch.setattr(speed, "_weights_cached", lambda spec: False)
+    small = speed.SpeedConfig(resolutions=(64,), width=64, depth=1, vae_ch=32, batch_sizes=(1,))
+    job = speed.plan(small)[0]
+    assert job.spec_name is None and speed.build_decoder(job, small, "cpu", "fp32").random_weights is True
+    assert built == ["var_d16"]

@@ -413,6 +413,12 @@ def _weights_cached(spec) -> bool:
     return bool(spec.weights) and all((weights.weights_dir() / w.filename).is_file() for w in spec.weights)
 
 
+def _released_fits(spec, job: Job, config: SpeedConfig) -> bool:
+    """Released VAR weights serve a job when they are cached and trained on its scale schedule."""
+    return (tuple(spec.arch.get("patch_nums", ())) == job.patch_nums and config.vae_ch is None
+            and _weights_cached(spec))
+
+
 def _random_module(cls, cfg, seed: int, device: str):
     import torch
 
@@ -437,7 +443,7 @@ def build_decoder(job: Job, config: SpeedConfig, device: str, dtype: str):
 
         autocast = None if dtype == "fp32" else precision
         spec = zoo.get(job.spec_name) if job.spec_name else None
-        if spec is not None and spec.resolution == job.resolution and _weights_cached(spec) and config.vae_ch is None:
+        if spec is not None and _released_fits(spec, job, config):
             gen = build(spec, {}, device=device, dtype=dtype)
             return VarDecoder(gen.var, gen.vae, random_weights=False, autocast_dtype=autocast, compile=config.compile)
         vcfg = VARConfig(depth=job.arch.depth, patch_nums=job.patch_nums, width=job.arch.width, num_heads=job.heads,
@@ -506,11 +512,20 @@ def _base_row(job: Job, config: SpeedConfig, batch: int, device: str, dtype: str
         "kv_cache_bytes": job.kv_cache_bytes(batch, config.cfg, dtype), "random_weights": None,
         # extras
         "cfg": config.cfg, "rows_per_image": 2 if config.cfg else 1, "device": device, "dtype": dtype,
+        "precision": _precision(job.family, dtype),
         "width": job.arch.width, "depth": job.arch.depth, "vocab": job.arch.vocab,
         "patch_nums": list(job.patch_nums) or None,
         "flops_breakdown": analytic.as_dict(),
         "flops_analytic_executed": job.flops(config.cfg, "executed").total,
     }
+
+
+def _precision(family: str, dtype: str) -> str:
+    if dtype == "fp32":
+        return "fp32"
+    if family == "var":  # as the official VAR demo: fp32 weights under autocast
+        return f"fp32 weights, {dtype} autocast"
+    return f"{dtype} weights"  # as LlamaGen's sampler: the GPT cast to the dtype
 
 
 def dry_run(config: SpeedConfig) -> SpeedResult:

@@ -276,7 +276,8 @@ class PowerLawFit:
     confidence: float = 0.95
 
     def as_dict(self) -> dict:
-        return {"exponent": self.exponent, "ci_low": self.ci_low, "ci_high": self.ci_high,
+        ci = None if self.ci_low is None else [self.ci_low, self.ci_high]
+        return {"exponent": self.exponent, "ci_low": self.ci_low, "ci_high": self.ci_high, "ci": ci,
                 "n_values": list(self.n_values), "method": self.method, "confidence": self.confidence}
 
 

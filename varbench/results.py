@@ -52,7 +52,8 @@ keys and treat a missing optional key as "not measured".  Compatible additions (
                         "throughput_img_s",         # images per second
                         "flops_analytic", "flops_counted",  # FLOPs per image without CFG (formula; counter)
                         "peak_mem_bytes", "vq_decode_s"}, ...],
-              "fits": [{"mode", "exponent", "ci": [lo, hi]}, ...]}  # latency ~ n^exponent over resolutions
+              "fits": [{"model", "mode", "quantity",  # quantity: "time" (measured) | "flops" (analytic sweep)
+                        "batch_size", "exponent", "ci": [lo, hi]}, ...]}  # quantity ~ n^exponent, n = grid side
 """
 
 from __future__ import annotations
@@ -125,9 +126,12 @@ class SpeedRow(TypedDict, total=False):
 
 
 class SpeedFit(TypedDict, total=False):
+    model: str  # as in SpeedRow
     mode: str  # as in SpeedRow
-    exponent: float  # k in latency ~ n^k over the measured resolutions
-    ci: list  # [low, high] 95% interval of k
+    quantity: str  # "time": latency over the measured resolutions; "flops": the analytic count over a wide sweep
+    batch_size: int  # batch of the timed rows (None for flops)
+    exponent: float  # k in quantity ~ n^k, n = token-grid side
+    ci: list  # [low, high] 95% interval of k (also as ci_low, ci_high)
 
 
 def now_utc() -> str:

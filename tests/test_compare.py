@@ -24,10 +24,10 @@ def _pair(metric: str, base_value: float, new_value: float) -> tuple[dict, dict]
         base["results"]["backends"] = {}
         new = copy.deepcopy(base)
         base["results"]["metrics"][metric], new["results"]["metrics"][metric] = base_value, new_value
-    elif metric == "images_per_s":
-        base = _envelope("generate", {"model": "var_test"}, {"num_samples": 8, "images_per_s": base_value})
+    elif metric == "images_per_second":
+        base = _envelope("generate", {"model": "var_test"}, {"num_samples": 8, "images_per_second": base_value})
         new = copy.deepcopy(base)
-        new["results"]["images_per_s"] = new_value
+        new["results"]["images_per_second"] = new_value
     else:
         row = {"model": "var_test", "mode": "var_kv", "resolution": 64, "batch_size": 1, "latency_s": 1.0,
                "throughput_img_s": 1.0, "peak_mem_bytes": 1000}  # fmt: skip

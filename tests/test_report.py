@@ -206,7 +206,7 @@ def test_report_finds_the_generate_dirs_samples(tmp_path):
     figs, captions, notes = plots.for_report(inputs)
     assert list(figs) == ["samples_gen"] and notes == []
     assert captions == {"samples_gen": "gen (var_test): rows: classes 3, 7, 11"}
-    assert report.build(inputs).table("generate").records[0]["images_per_s"] == 6.0
+    assert report.build(inputs).table("generate").records[0]["images_per_second"] == 6.0
 
 
 # --------------------------------------------------------------------------------------------------------- CLI

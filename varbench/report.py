@@ -47,11 +47,11 @@ ALIASES = {
     "mem": "peak_mem_bytes",
     "memory": "peak_mem_bytes",
     "peak_mem": "peak_mem_bytes",
-    "ips": "images_per_s",
+    "ips": "images_per_second",
 }
 _FORMATS = {
     "fid": ".3f", "sfid": ".3f", "is_mean": ".2f", "is_std": ".3f", "precision": ".4f", "recall": ".4f",
-    "kid_mean": ".5f", "kid_std": ".5f", "latency_s": ".4g", "throughput_img_s": ".4g", "images_per_s": ".4g",
+    "kid_mean": ".5f", "kid_std": ".5f", "latency_s": ".4g", "throughput_img_s": ".4g", "images_per_second": ".4g",
     "vq_decode_s": ".4g", "seconds": ".4g", "cfg": "g", "top_p": "g", "exponent": ".3f",
 }  # fmt: skip
 
@@ -256,8 +256,8 @@ def _label_scheme(plan) -> str | None:
 
 
 def generate_speed(res: dict) -> float | None:
-    """Images per second of a generate result (``images_per_s``; the sampler writes ``images_per_second``)."""
-    return _num(_first(res.get("images_per_s"), res.get("images_per_second")))
+    """Images per second of a generate result."""
+    return _num(res.get("images_per_second"))
 
 
 _INHERITED = ("model", "cfg", "cfg_semantics", "top_k", "top_p", "more_smooth", "seed", "label_scheme", "resolution")
@@ -458,13 +458,13 @@ def generate_table(runs) -> Table | None:
         r = res["results"]
         records.append({"run": name, "model": d["model"], "samples": d["samples"], "cfg": d["cfg"], "top_k": d["top_k"],
                         "top_p": d["top_p"], "more_smooth": d["more_smooth"], "seed": d["seed"],
-                        "seconds": _num(_first(r.get("seconds"), r.get("wall_seconds"))), "images_per_s": generate_speed(r),
+                        "seconds": _num(_first(r.get("seconds"), r.get("wall_seconds"))), "images_per_second": generate_speed(r),
                         "random_weights": d["random_weights"]})  # fmt: skip
     if not records:
         return None
     cols = (("run", "run"), ("model", "model"), ("samples", "samples"), ("cfg", "cfg"), ("top_k", "top-k"),
             ("top_p", "top-p"), ("more_smooth", "more smooth"), ("seed", "seed"), ("seconds", "seconds"),
-            ("images_per_s", "images/s"), ("random_weights", "random weights"))  # fmt: skip
+            ("images_per_second", "images/s"), ("random_weights", "random weights"))  # fmt: skip
     return Table("generate", "Generation runs", cols, tuple(records))
 
 
@@ -564,7 +564,7 @@ class Threshold:
 # Without --max-regression: quality metrics of a deterministic pipeline may not worsen at all; timings may drift 10%.
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     **{m: Threshold(0.0) for m in QUALITY_METRICS},
-    **{m: Threshold(0.10, relative=True) for m in ("latency_s", "throughput_img_s", "images_per_s", "peak_mem_bytes")},
+    **{m: Threshold(0.10, relative=True) for m in ("latency_s", "throughput_img_s", "images_per_second", "peak_mem_bytes")},
 }
 
 
@@ -666,7 +666,7 @@ def _metric_items(result: dict) -> dict[tuple[str, str], float | None]:
             if isinstance(d, dict) and d != main:  # the backend "metrics" came from is not listed twice
                 take(name, d)
     elif kind == "generate":
-        take("", {**res, "images_per_s": generate_speed(res)})
+        take("", {**res, "images_per_second": generate_speed(res)})
     elif kind == "speed":
         for row in res.get("rows") or []:
             if isinstance(row, dict):

@@ -30,7 +30,7 @@ keys and treat a missing optional key as "not measured".  Compatible additions (
     results: {"num_samples": 50000, "resolution": 256,
               "samples_npz": PATH, "samples_sha256": HEX,  # ADM format: arr_0 uint8 (N,H,W,3), labels, indices
               "wall_seconds": 812.3,                # this session, all processes
-              "images_per_second": 61.5,            # registry key images_per_s (reports accept both spellings)
+              "images_per_second": 61.5,            # registry key images_per_second
               ...}
 
 ``fid`` (``varbench.evaluate``)::

@@ -3,6 +3,7 @@ the other backends, the feature cache, and every bad input ending in one line an
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -93,8 +94,6 @@ def test_ref_build_then_fid_end_to_end(generated, toy_ref, weights, tmp_path):
     assert cfg["metrics"] == ["fid", "sfid", "is", "pr", "kid"] and cfg["dtype"] == "fp32"
     assert cfg["kid_subset_size"] == 6 and cfg["pr_distance"] == "fp32" and cfg["device"] == "cpu"
     arr = np.load(generated / "samples.npz")["arr_0"]
-    import hashlib
-
     assert res["samples"]["sha256"] == hashlib.sha256(arr.tobytes()).hexdigest()
     assert res["samples"]["resolution"] == [64, 64] and res["samples"]["n"] == 12
     assert res["reference"]["sha256"] == toy_ref.source_sha256 and res["reference"]["extractor_id"] == ex.id
@@ -241,3 +240,14 @@ def test_grayscale_and_palette_are_converted(tmp_path):
     assert batch.shape == (4, 16, 16, 3) and batch.dtype == np.uint8
     assert np.array_equal(batch[0, ..., 0], batch[0, ..., 2])  # grey replicated into RGB
     assert any("converted to RGB" in w for w in samples.warnings) and any("JPEG" in w for w in samples.warnings)
+
+
+def test_single_other_backend_skips_our_features(toy_ref, weights, tmp_path):
+    imgs = inception_random.images(4, 64, 64, seed=11)
+    np.savez(tmp_path / "four.npz", arr_0=imgs)
+    out = tmp_path / "cf.json"
+    run("fid", tmp_path / "four.npz", "--ref", "toy", "--inception-weights", weights, "--device", "cpu",
+        "--backend", "clean-fid", "--metrics", "kid", "--kid-subset-size", "4", "--kid-subsets", "3", "--json", out)
+    res = json.loads(out.read_text())["results"]
+    assert res["backend"] == "clean-fid" and set(res["metrics"]) == {"kid_mean"} and res["features"] is None
+    assert res["samples"]["sha256"] == hashlib.sha256(imgs.tobytes()).hexdigest()

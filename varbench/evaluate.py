@@ -285,7 +285,7 @@ def evaluate(samples_path, ref: str, config: EvalConfig, *, weights=None,
         warnings.append("the samples come from random-weight models (manifest.json random_weights: true)")
 
     t0 = time.perf_counter()
-    feats = sample_features(samples, extractor, config, progress)
+    feats = sample_features(samples, extractor, config, progress) if "adm" in config.backends else None
     with precise_float32():
         precision = precision_settings()
 
@@ -317,11 +317,12 @@ def evaluate(samples_path, ref: str, config: EvalConfig, *, weights=None,
             "resolution": reference.resolution,
             "origin": reference.origin,
         },
-        "samples": {**samples.describe(), "sha256": feats.array_sha256},
+        "samples": {**samples.describe(), "sha256": feats.array_sha256 if feats else images.decoded_sha256(samples)},
         "extractor": extractor.describe(),
         "float32_precision": precision,
-        "features": {"cached": feats.cached, "cache_path": feats.cache_path, "seconds": feats.seconds,
-                     "images_per_s": (samples.n / feats.seconds) if not feats.cached and feats.seconds else None},
+        "features": None if feats is None else {
+            "cached": feats.cached, "cache_path": feats.cache_path, "seconds": feats.seconds,
+            "images_per_s": (samples.n / feats.seconds) if not feats.cached and feats.seconds else None},
         "seconds": time.perf_counter() - t0,
         "warnings": warnings,
     }
@@ -379,26 +380,9 @@ def _torch_fidelity(samples: images.SampleSet, ref: stats.ReferenceStats, extrac
         def __getitem__(self, i):
             return torch.from_numpy(np.ascontiguousarray(samples.image(i).transpose(2, 0, 1)))
 
-    extractor_name = "inception-v3-compat"
-    ref_name = "varbench-ref-" + ref.source_sha256[-16:]
     with tempfile.TemporaryDirectory(prefix="varbench-tf-") as cache_root, precise_float32():
-        root = Path(cache_root)
-        ref_features = torch.from_numpy(np.ascontiguousarray(ref.features, dtype=np.float32))
-        prefix = f"{ref_name}-{extractor_name}-features-"
-        torch.save(ref_features, root / f"{prefix}2048.pt")
-        torch.save(torch.from_numpy(extractor.logits_from_pool3(ref.features).astype(np.float32)),
-                   root / f"{prefix}logits_unbiased.pt")
-        torch.save({"mu": ref.mu.astype(np.float32), "sigma": ref.sigma.astype(np.float64)},
-                   root / f"{ref_name}-{extractor_name}-stat-fid-2048.pt")
-        settings = dict(
-            input1=Images(), input2=ref_name, input2_cache_name=ref_name, cache_root=cache_root, cache=True,
-            cuda=str(config.device).startswith("cuda"), batch_size=config.batch_size,
-            feature_extractor=extractor_name, feature_extractor_weights_path=extractor.weights_path,
-            feature_extractor_internal_dtype="float64" if config.dtype == "fp64" else "float32",
-            isc_splits=config.is_splits, kid_subsets=config.kid_subsets, kid_subset_size=config.kid_subset_size,
-            prc_neighborhood=config.pr_k, prc_batch_size=config.pr_block, rng_seed=config.kid_seed,
-            save_cpu_ram=True, verbose=False, **wanted,
-        )
+        settings = torch_fidelity_settings(ref, extractor, config, cache_root)
+        settings.update(input1=Images(), **wanted)
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
             got = torch_fidelity.calculate_metrics(**settings)
@@ -406,7 +390,35 @@ def _torch_fidelity(samples: images.SampleSet, ref: stats.ReferenceStats, extrac
     values = {_TF_KEYS[k]: float(v) for k, v in got.items() if k in _TF_KEYS}
     info.update(seconds=time.perf_counter() - t0, samples_shuffle=True, rng_seed=config.kid_seed,
                 save_cpu_ram=True, reference="our reference features/statistics through its cache (mu as float32)")
+    if config.dtype == "fp64":
+        info["note"] = "torch-fidelity 0.4.0 maps feature_extractor_internal_dtype='float64' to float32"
     return values, info
+
+
+def torch_fidelity_settings(ref: stats.ReferenceStats, extractor, config: EvalConfig, cache_root) -> dict:
+    """``calculate_metrics`` keyword arguments that score against ``ref``: its pool3 features, their bias-free
+    logits and its FID statistics are written into ``cache_root`` under torch-fidelity's cache names for input2
+    (which is then never read).  Metric switches and input1 are left to the caller."""
+    import torch
+
+    extractor_name = "inception-v3-compat"
+    ref_name = "varbench-ref-" + ref.source_sha256[-16:]
+    root = Path(cache_root)
+    prefix = f"{ref_name}-{extractor_name}-features-"
+    torch.save(torch.from_numpy(np.ascontiguousarray(ref.features, dtype=np.float32)), root / f"{prefix}2048.pt")
+    torch.save(torch.from_numpy(extractor.logits_from_pool3(ref.features).astype(np.float32)),
+               root / f"{prefix}logits_unbiased.pt")
+    torch.save({"mu": ref.mu.astype(np.float32), "sigma": ref.sigma.astype(np.float64)},
+               root / f"{ref_name}-{extractor_name}-stat-fid-2048.pt")
+    return dict(
+        input2=ref_name, input2_cache_name=ref_name, cache_root=str(cache_root), cache=True,
+        cuda=str(config.device).startswith("cuda"), batch_size=config.batch_size,
+        feature_extractor=extractor_name, feature_extractor_weights_path=extractor.weights_path,
+        feature_extractor_internal_dtype="float64" if config.dtype == "fp64" else "float32",
+        isc_splits=config.is_splits, kid_subsets=config.kid_subsets, kid_subset_size=config.kid_subset_size,
+        prc_neighborhood=config.pr_k, prc_batch_size=config.pr_block, rng_seed=config.kid_seed,
+        save_cpu_ram=True, verbose=False,
+    )
 
 
 def _clean_fid(samples: images.SampleSet, ref: stats.ReferenceStats, extractor, config: EvalConfig):

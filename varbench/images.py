@@ -193,6 +193,16 @@ def array_sha256(array: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def decoded_sha256(samples: SampleSet, batch_size: int = 256) -> str:
+    """sha256 of the uint8 (N, H, W, 3) array a sample set decodes to (no decoding for npz sources)."""
+    if samples.array is not None:
+        return samples.content_key
+    h = hashlib.sha256()
+    for batch in samples.batches(batch_size):
+        h.update(batch.data)
+    return h.hexdigest()
+
+
 def _manifest_random_weights(path: Path) -> bool:
     if not path.is_file():
         return False

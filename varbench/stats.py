@@ -149,7 +149,9 @@ def load(path: str | os.PathLike) -> ReferenceStats:
 def resolve(name_or_path: str) -> tuple[ReferenceStats, Path]:
     """A built reference by name, or a reference npz by path; a missing known reference says how to get it."""
     candidate = Path(name_or_path).expanduser()
-    if name_or_path.endswith(".npz") and candidate.is_file():
+    if name_or_path.endswith(".npz") or "/" in name_or_path:
+        if not candidate.is_file():
+            raise VarbenchError(f"reference file not found: {candidate} (give a built reference name or its .npz)")
         return load(candidate), candidate
     path = path_for(name_or_path)
     if path.is_file():

@@ -84,8 +84,9 @@ def show(result: dict) -> None:
         rows.append(row)
     ref, samples = res["reference"], res["samples"]
     caption = (f"{samples['n']} samples {samples['resolution'][0]}x{samples['resolution'][1]} vs reference "
-               f"{ref['name']} ({ref['n_features']} images for P&R/KID); extractor {ref['extractor_id']}; "
-               f"features {'from cache' if res['features']['cached'] else 'computed'}")
+               f"{ref['name']} ({ref['n_features']} images for P&R/KID); extractor {ref['extractor_id']}")
+    if res["features"]:
+        caption += f"; features {'from cache' if res['features']['cached'] else 'computed'}"
     if "is" in res["details"]:
         caption += f"; IS over a seeded shuffle: {res['details']['is']['shuffled_mean']:.4f}"
     render.table("varbench fid", columns, rows, caption=caption)

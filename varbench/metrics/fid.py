@@ -139,13 +139,16 @@ def _psd_factor(sigma: np.ndarray) -> np.ndarray | None:
     if info < 0:
         return None
     lower = np.tril(c)[:, :rank]
-    factor = np.empty_like(lower)
-    factor[piv - 1] = lower  # undo the pivoting: sigma[p][:, p] = L L^T
+    order = piv - 1  # sigma[order][:, order] = lower @ lower.T, exact on the first `rank` pivots
     d = len(sigma)
-    if rank < d:  # stopped early: the rest must be rounding noise, not a negative direction
+    if rank < d:  # stopped early: the Schur complement left over must be rounding noise, not a negative direction
+        rest, tail = order[rank:], lower[rank:]
+        schur = sigma[np.ix_(rest, rest)] - tail @ tail.T
         tol = 10 * d * np.finfo(np.float64).eps * max(float(np.abs(np.diagonal(sigma)).max()), 1e-300)
-        if np.abs(sigma - factor @ factor.T).max() > tol:
+        if np.abs(schur).max() > tol:
             return None
+    factor = np.empty_like(lower)
+    factor[order] = lower
     return factor
 
 

@@ -334,8 +334,6 @@ def evaluate(samples_path, ref: str, config: EvalConfig, *, weights=None,
                 name: {k: v - backend_values["adm"][k] for k, v in vals.items() if k in backend_values["adm"]}
                 for name, vals in backend_values.items() if name != "adm"
             }
-    for w in warnings:
-        log.warning("%s", w)
     random_weights = samples.random_weights or not extractor.official
     return results.make("fid", config.to_dict(), res, device=config.device, random_weights=random_weights)
 
@@ -536,7 +534,8 @@ def build_reference(name: str, source, *, weights=None, device: str = "cpu", dty
     with precise_float32():
         precision = precision_settings()
     extra = {"varbench_version": __version__, "created": _now(), "extractor": extractor.describe(),
-             "float32_precision": precision, "seconds": time.perf_counter() - t0, "pr_seed": seed}
+             "float32_precision": precision, "seconds": time.perf_counter() - t0, "pr_seed": seed,
+             "warnings": list(samples.warnings)}
     if stored:
         with np.load(source, allow_pickle=False) as z:
             mu, sigma, mu_s, sigma_s = (np.asarray(z[k], dtype=np.float64) for k in ADM_KEYS)

@@ -5,7 +5,8 @@ of PNG/JPEG files.  Every check that can fail on user input happens here, with o
   memory-mapped, so a 50k x 512 x 512 set is never read into memory at once; a compressed one is loaded.
 - generate directory: ``samples.npz`` (+ labels in ``arr_1``/``labels`` and ``manifest.json`` when present).
 - folder: ``*.png``, ``*.jpg``, ``*.jpeg`` (not recursive), sorted by name.  Every file is read and verified up
-  front (the content key hashes the bytes), so a corrupt file or mixed sizes fail before any feature work.
+  front, in parallel threads (the content key hashes the bytes), so a corrupt file or mixed sizes fail before any
+  feature work; batches are decoded by the same number of threads.
   Grayscale (L) and palette (P) images are converted to RGB (channel replication / palette lookup) with a
   warning; images with alpha (RGBA, LA, PA) or other modes (CMYK, 16-bit, float) are refused.  JPEG files get a
   warning: lossy samples are not comparable with PNG/npz results.
@@ -13,10 +14,10 @@ of PNG/JPEG files.  Every check that can fail on user input happens here, with o
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import io
 import json
-import logging
 import os
 import struct
 import zipfile
@@ -27,8 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from varbench.errors import VarbenchError
-
-log = logging.getLogger(__name__)
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 LOSSY = (".jpg", ".jpeg")
@@ -47,7 +46,7 @@ class SampleSet:
     n: int
     height: int
     width: int
-    content_key: str  # sha256 of the uint8 array (npz) or of the sorted file names and bytes (folder)
+    content_key: str  # sha256 of the uint8 array (npz), or over the sorted file names and per-file sha256 (folder)
     labels: np.ndarray | None = None  # class labels when the source stores them
     random_weights: bool = False  # a generate directory made with random-weight models
     warnings: list[str] = field(default_factory=list)
@@ -62,12 +61,13 @@ class SampleSet:
         """uint8 (B, H, W, 3) batches in order; folder images are decoded here."""
         if batch_size < 1:
             raise VarbenchError(f"--batch-size must be at least 1, got {batch_size}")
-        for lo in range(0, self.n, batch_size):
-            hi = min(lo + batch_size, self.n)
-            if self.array is not None:
-                yield np.array(self.array[lo:hi])  # a writable copy, also of a read-only memory map
-            else:
-                yield np.stack([self.image(i) for i in range(lo, hi)])
+        with concurrent.futures.ThreadPoolExecutor(_workers()) as pool:  # PIL decodes without the GIL
+            for lo in range(0, self.n, batch_size):
+                hi = min(lo + batch_size, self.n)
+                if self.array is not None:
+                    yield np.array(self.array[lo:hi])  # a writable copy, also of a read-only memory map
+                else:
+                    yield np.stack(list(pool.map(self.image, range(lo, hi))))
 
     def image(self, index: int) -> np.ndarray:
         """One uint8 (H, W, 3) image."""
@@ -213,8 +213,6 @@ def _manifest_random_weights(path: Path) -> bool:
 
 
 def _open_folder(path: Path) -> SampleSet:
-    from PIL import Image
-
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
     if not files:
         raise VarbenchError(
@@ -223,15 +221,9 @@ def _open_folder(path: Path) -> SampleSet:
         )
     h = hashlib.sha256()
     size, first, converted = None, None, 0
-    for f in files:
-        try:
-            data = f.read_bytes()
-            with Image.open(io.BytesIO(data)) as im:
-                im.verify()  # checksums and structure, without decoding pixels
-            with Image.open(io.BytesIO(data)) as im:
-                mode, im_size = im.mode, im.size
-        except Exception as e:  # PIL raises many types for corrupt files (OSError, SyntaxError, ValueError, ...)
-            raise VarbenchError(f"cannot read image {f}: {type(e).__name__}: {e}") from None
+    with concurrent.futures.ThreadPoolExecutor(_workers()) as pool:
+        scanned = list(pool.map(_scan, files))  # in file order; the first bad file (in order) raises
+    for f, (digest, nbytes, mode, im_size) in zip(files, scanned):
         if mode != "RGB":
             if mode not in CONVERTED_MODES:
                 raise VarbenchError(
@@ -246,8 +238,7 @@ def _open_folder(path: Path) -> SampleSet:
                 f"mixed image sizes: {f.name} is {im_size[0]}x{im_size[1]} but {first.name} is {size[0]}x{size[1]}; "
                 "all samples must have one size"
             )
-        h.update(f.name.encode() + b"\0" + len(data).to_bytes(8, "little"))
-        h.update(data)
+        h.update(f.name.encode() + b"\0" + nbytes.to_bytes(8, "little") + digest)
     warnings = []
     if converted:
         warnings.append(f"{converted} of {len(files)} images are grayscale or palette images: converted to RGB")
@@ -257,10 +248,27 @@ def _open_folder(path: Path) -> SampleSet:
             f"{lossy} of {len(files)} images are JPEG (lossy): FID on JPEG samples is not comparable with PNG/npz "
             "results"
         )
-    for w in warnings:
-        log.warning("%s: %s", path, w)
     return SampleSet(path=path, kind="folder", n=len(files), height=size[1], width=size[0],
                      content_key="files-" + h.hexdigest(), files=files, warnings=warnings)
+
+
+def _scan(path: Path) -> tuple[bytes, int, str, tuple[int, int]]:
+    """sha256 digest, byte count, mode and size of one image file, verified without decoding its pixels."""
+    from PIL import Image
+
+    try:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()  # chunk checksums and structure
+        with Image.open(io.BytesIO(data)) as im:
+            mode, size = im.mode, im.size
+    except Exception as e:  # PIL raises many types for corrupt files (OSError, SyntaxError, ValueError, ...)
+        raise VarbenchError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
+    return hashlib.sha256(data).digest(), len(data), mode, size
+
+
+def _workers() -> int:
+    return min(8, os.cpu_count() or 1)
 
 
 def _decode(path: Path, height: int, width: int) -> np.ndarray:

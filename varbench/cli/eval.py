@@ -77,10 +77,13 @@ def show(result: dict) -> None:
     columns = ["metric"] + [n if n != "adm" else "adm (varbench)" for n in names]
     diffs = res.get("differences", {})
     columns += [f"Δ {n}" for n in diffs]
+    def fmt(value, signed=False):
+        return None if value is None else format(value, "+.3g" if signed else ".6g")
+
     rows = []
     for key in keys:
-        row = [registry.get(key).label + f" ({key})"] + [backends[n].get(key) for n in names]
-        row += [diffs[n].get(key) for n in diffs]
+        row = [registry.get(key).label + f" ({key})"] + [fmt(backends[n].get(key)) for n in names]
+        row += [fmt(diffs[n].get(key), signed=True) for n in diffs]
         rows.append(row)
     ref, samples = res["reference"], res["samples"]
     caption = (f"{samples['n']} samples {samples['resolution'][0]}x{samples['resolution'][1]} vs reference "

@@ -47,6 +47,8 @@ def build(
     ref = evaluate.build_reference(name, source, weights=inception_weights, device=resolve_device(device),
                                    dtype=dtype, batch_size=batch_size, recompute=recompute, pr_images=pr_images,
                                    progress=render.progress)
+    for w in ref.extra.get("warnings", []):
+        render.warn(w)
     stats.save(ref, path)
     _show(ref.meta(), path)
 

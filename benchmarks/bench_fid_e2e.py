@@ -8,7 +8,8 @@ with the same Inception weights (seeded random unless ``--inception-weights``):
 - varbench: ``evaluate.evaluate`` (scan/verify, decode with a prefetch thread, features, metrics; cache off);
 - torch-fidelity: ``calculate_metrics(input1=<folder>, isc, fid, kid, prc)`` with its own folder loader, DataLoader
   and extractor; the reference enters through its cache (``evaluate.torch_fidelity_settings``).
-Both run with TF32 off; runs alternate (``--repeats``) and the ratio is of median times.  Target on a GPU (issue 4): >= 2x for 50,000 images.
+Both run with TF32 off; runs alternate (``--repeats``) and the ratio is of median times.  Target on a GPU
+(issue 4): >= 2x for 50,000 images.
 """
 
 from __future__ import annotations

@@ -269,7 +269,7 @@ def adm_metrics(feats: SampleFeatures, ref: stats.ReferenceStats, config: EvalCo
 def evaluate(samples_path, ref: str, config: EvalConfig, *, weights=None,
              progress: Progress = no_progress) -> dict:
     """Score a sample set against a built reference; returns a ``varbench.results`` result of kind "fid"."""
-    from varbench import results
+    from varbench import results, weights as weights_mod
     from varbench.features.inception import precision_settings, precise_float32
 
     samples = images.open_samples(samples_path)
@@ -310,7 +310,7 @@ def evaluate(samples_path, ref: str, config: EvalConfig, *, weights=None,
             "name": reference.name,
             "path": str(ref_path),
             "sha256": reference.source_sha256,
-            "stats_sha256": _file_sha256(ref_path),
+            "stats_sha256": weights_mod.sha256_file(ref_path),
             "extractor_id": reference.extractor_id,
             "n": reference.n,
             "n_features": int(len(reference.features)),
@@ -336,12 +336,6 @@ def evaluate(samples_path, ref: str, config: EvalConfig, *, weights=None,
             }
     random_weights = samples.random_weights or not extractor.official
     return results.make("fid", config.to_dict(), res, device=config.device, random_weights=random_weights)
-
-
-def _file_sha256(path: Path) -> str:
-    from varbench import weights
-
-    return weights.sha256_file(path)
 
 
 # ---- other backends ------------------------------------------------------------------------------------------------
@@ -501,7 +495,7 @@ def build_reference(name: str, source, *, weights=None, device: str = "cpu", dty
     """Reference statistics from an ADM reference npz (its stored mu/sigma/mu_s/sigma_s + pool3 of its images) or
     from real images (npz or folder: everything computed; pool3 of at most ``pr_images`` images kept, a seeded
     random subset when there are more)."""
-    from varbench import __version__, weights as weights_mod
+    from varbench import __version__, results, weights as weights_mod
     from varbench.features.inception import precision_settings, precise_float32
 
     stats.check_name(name)
@@ -533,7 +527,7 @@ def build_reference(name: str, source, *, weights=None, device: str = "cpu", dty
         features[pos[hit]] = feats[POOL3][hit]
     with precise_float32():
         precision = precision_settings()
-    extra = {"varbench_version": __version__, "created": _now(), "extractor": extractor.describe(),
+    extra = {"varbench_version": __version__, "created": results.now_utc(), "extractor": extractor.describe(),
              "float32_precision": precision, "seconds": time.perf_counter() - t0, "pr_seed": seed,
              "warnings": list(samples.warnings)}
     if stored:
@@ -555,9 +549,3 @@ def build_reference(name: str, source, *, weights=None, device: str = "cpu", dty
     )
     stats.validate(ref, str(source))
     return ref
-
-
-def _now() -> str:
-    from varbench import results
-
-    return results.now_utc()

@@ -12,15 +12,6 @@ from varbench.cli.options import guard, str_list
 DEFAULT_METRICS = "fid,sfid,is,pr,kid"
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda when available, else cpu."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def fid(
     samples: Path = typer.Argument(..., help="An ADM npz (arr_0), a varbench generate directory or a PNG/JPEG folder."),
     ref: str = typer.Option("imagenet256", "--ref", help="A built reference name (varbench ref list) or its .npz path."),
@@ -46,12 +37,13 @@ def fid(
 
     Example: varbench fid runs/var_d16/samples.npz --ref imagenet256 --json runs/var_d16/fid.json
     """
-    from varbench import evaluate, results
+    from varbench import dist, evaluate, results
     from varbench.cli import render
 
     config = evaluate.EvalConfig(
         metrics=tuple(str_list(metrics) or ()), backend=backend, batch_size=batch_size,
-        device=resolve_device(device), dtype=dtype, fid_method=fid_method, is_splits=is_splits,
+        device=dist.resolve_device(device, dist.DistInfo.from_env()), dtype=dtype, fid_method=fid_method,
+        is_splits=is_splits,
         pr_distance=pr_distance, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, kid_seed=kid_seed,
         feature_cache=not no_feature_cache,
     )

@@ -33,9 +33,8 @@ def build(
 
     Example: varbench ref build imagenet256 --from VIRTUAL_imagenet256_labeled.npz
     """
-    from varbench import evaluate, stats
+    from varbench import dist, evaluate, stats
     from varbench.cli import render
-    from varbench.cli.eval import resolve_device
     from varbench.errors import VarbenchError
 
     path = stats.path_for(name)
@@ -44,8 +43,9 @@ def build(
     known = stats.known().get(name)
     if known is not None and Path(source).name != known["file"]:
         render.warn(f"{name} is a known reference built from {known['file']}; building it from {Path(source).name}")
-    ref = evaluate.build_reference(name, source, weights=inception_weights, device=resolve_device(device),
-                                   dtype=dtype, batch_size=batch_size, recompute=recompute, pr_images=pr_images,
+    ref = evaluate.build_reference(name, source, weights=inception_weights,
+                                   device=dist.resolve_device(device, dist.DistInfo.from_env()), dtype=dtype,
+                                   batch_size=batch_size, recompute=recompute, pr_images=pr_images,
                                    progress=render.progress)
     for w in ref.extra.get("warnings", []):
         render.warn(w)

@@ -150,10 +150,10 @@ def _build_modules():
         """Several ConvBN units over the same input as one convolution with BatchNorm folded in."""
 
         def __init__(self, units: Sequence[ConvBN], dtype, device):
+            geometry = {(u.conv.kernel_size, u.conv.stride, u.conv.padding) for u in units}
+            if len(geometry) != 1:
+                raise ValueError("only convolutions of one geometry can be merged")
             first = units[0].conv
-            for u in units:
-                if (u.conv.kernel_size, u.conv.stride, u.conv.padding) != (first.kernel_size, first.stride, first.padding):
-                    raise ValueError("only convolutions of one geometry can be merged")
             weights, biases = [], []
             for u in units:
                 bn = u.bn
@@ -361,11 +361,11 @@ class InceptionExtractor:
                  device: str = "cpu", dtype: str = "fp32", channels_last: bool = True):
         import torch
 
-        from varbench import weights
+        from varbench import dist, weights
 
         if dtype not in DTYPES:
             raise VarbenchError(f"unknown feature dtype {dtype!r}; use one of {', '.join(DTYPES)}")
-        self.device = _check_device(device)
+        self.device = torch.device(dist.resolve_device(device, dist.DistInfo.from_env()))
         self.dtype = dtype
         self.torch_dtype = torch.float64 if dtype == "fp64" else torch.float32
         self.weights_sha256 = weights_sha256
@@ -453,20 +453,6 @@ class InceptionExtractor:
         with precise_float32(), torch.inference_mode():
             x = torch.from_numpy(np.asarray(pool3)).to(device=self.device, dtype=self.torch_dtype)
             return self._logits(x).cpu().numpy()
-
-
-def _check_device(device: str):
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise VarbenchError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise VarbenchError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise VarbenchError(f"unsupported device {device!r}; use cpu, cuda or cuda:N")
-    return dev
 
 
 def random_state_dict(seed: int = 0) -> dict:

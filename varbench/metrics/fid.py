@@ -12,7 +12,8 @@ roots of the eigenvalues of a symmetric rank x rank matrix: one factorisation, t
 zero: their square roots would otherwise add a positive bias.  A negative eigenvalue beyond that band is the eigenvalue
 analogue of ADM's imaginary component: its square root is imaginary and, as in ADM, values up to 1e-3 are dropped
 and larger ones raise.  (ADM inspects the diagonal of sqrtm instead; for covariances that are not PSD, e.g. a
-product with eigenvalues +-i, SciPy can find a real square root where the eigenvalue path refuses.)  ``method="sqrtm"`` is the literal SciPy computation (slow: 45 s at d=2048 on 2 cores).
+product with eigenvalues +-i, SciPy can find a real square root where the eigenvalue path refuses.)
+``method="sqrtm"`` is the literal SciPy computation (8-45 s at d=2048 on 2 cores, depending on load).
 """
 
 from __future__ import annotations

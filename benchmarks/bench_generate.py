@@ -29,20 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from varbench import generator as gen_mod  # noqa: E402
 from varbench import results, zoo  # noqa: E402
 from varbench.errors import VarbenchError  # noqa: E402
+from varbench.flops import Arch, var_flops  # noqa: E402
 from varbench.generator import sample_seed  # noqa: E402
 
 
 def var_flops_per_image(width: int, depth: int, vocab: int, patch_nums, shared_aln: bool) -> float:
-    """F_VAR with KV cache, one row (no CFG): 24 d w^2 T + 4 d w sum_k n_k^2 L_k + 2 w V T + K (12 d' w^2 + 4 w^2)."""
-    cumulative, total = [], 0
-    for p in patch_nums:
-        total += p * p
-        cumulative.append(total)
-    T = total
-    attention = sum(p * p * L for p, L in zip(patch_nums, cumulative))
-    projections = 1 if shared_aln else depth
-    return (24 * depth * width**2 * T + 4 * depth * width * attention + 2 * width * vocab * T
-            + len(patch_nums) * (12 * projections * width**2 + 4 * width**2))
+    """F_VAR with KV cache for one row (no CFG), facts §3 via ``varbench.flops``."""
+    return var_flops(Arch(width, depth, vocab), patch_nums, shared_adaln=shared_aln).total
 
 
 def build(name: str, device: str, dtype: str, random_weights: bool):

@@ -47,3 +47,13 @@ def _threads():
 
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture
+def one_thread(_threads):
+    """One intra-op thread, for tiny step-by-step models: on a shared 2-core machine two OpenMP threads wait for each
+    other at every op (measured 6-10x slower under load); restored afterwards by ``_threads``."""
+    import torch
+
+    torch.set_num_threads(1)
+    yield

@@ -21,10 +21,7 @@ TINY = GPTConfig(dim=64, n_layer=2, n_head=4)
 REDUCED_VQ = VQConfig(ch=32, z_channels=64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_threads):
-    torch.set_num_threads(1)  # small workloads on shared cores (see test_llamagen_model.py)
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Evil:

@@ -18,12 +18,7 @@ from varbench.generator import Generator, build, sample_seed
 HERE = Path(__file__).resolve().parent / "fixtures" / "llamagen"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_threads):
-    """One intra-op thread: these are small, step-by-step workloads, and on shared cores two OpenMP threads wait for
-    each other at every op (measured 6-10x slower under load)."""
-    torch.set_num_threads(1)
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,7 @@ from baselines.vq16 import VQConfig, VQModel
 HERE = Path(__file__).resolve().parent / "fixtures" / "llamagen"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_threads):
-    """One intra-op thread: these are small, step-by-step workloads, and on shared cores two OpenMP threads wait for
-    each other at every op (measured 6-10x slower under load)."""
-    torch.set_num_threads(1)
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 PARAMS = {"B": 110_888_448, "L": 342_910_976, "XL": 774_699_520, "XXL": 1_410_972_672, "3B": 3_096_659_200}
 
 

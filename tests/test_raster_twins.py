@@ -18,10 +18,7 @@ from varbench.generator import Generator, build, sample_seed
 TWIN_PARAMS = {16: 214_968_320, 20: 418_142_720, 24: 693_672_960, 30: 1_344_871_680}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_threads):
-    torch.set_num_threads(1)  # small workloads on shared cores (see test_llamagen_model.py)
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("depth", TWIN_DEPTHS)

@@ -26,13 +26,7 @@ ROW_KEYS = {"model", "family", "mode", "resolution", "grid", "batch_size", "step
 FIT_KEYS = {"mode", "quantity", "exponent", "ci_low", "ci_high", "n_values"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are overhead-bound: one thread is faster and steadier on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_schedules():

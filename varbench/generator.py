@@ -221,7 +221,7 @@ def build_var(spec: GeneratorSpec, weight_paths: dict, device: str = "cpu", dtyp
     from varbench.zoo import WeightFile, HUB_VAR
 
     torch_dtype(dtype)  # validate early
-    device = _check_device(device)
+    device = check_device(device)
     settings = {**spec.sampling, **{k: v for k, v in sampling.items() if v is not None}}
     unknown = set(settings) - {"cfg", "top_k", "top_p", "more_smooth"}
     if unknown:
@@ -261,7 +261,8 @@ def build_var(spec: GeneratorSpec, weight_paths: dict, device: str = "cpu", dtyp
     return VarGenerator(spec.name, var, vae, settings, device, dtype, random_weights=False, checkpoints=paths)
 
 
-def _check_device(device: str) -> str:
+def check_device(device: str) -> str:
+    """Validate a device string; one-line error for unknown devices or CUDA without a GPU."""
     import torch
 
     try:

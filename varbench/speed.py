@@ -390,12 +390,9 @@ def resolve_device(device: str) -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise VarbenchError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise VarbenchError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    from varbench.generator import check_device
+
+    dev = torch.device(check_device(device))
     if dev.type not in ("cpu", "cuda"):
         raise VarbenchError(f"device {device!r} is not supported by the speed study; use cpu or cuda")
     return str(dev)

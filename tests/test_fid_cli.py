@@ -93,6 +93,11 @@ def test_ref_build_then_fid_end_to_end(generated, toy_ref, weights, tmp_path):
     cfg = result["config"]
     assert cfg["metrics"] == ["fid", "sfid", "is", "pr", "kid"] and cfg["dtype"] == "fp32"
     assert cfg["kid_subset_size"] == 6 and cfg["pr_distance"] == "fp32" and cfg["device"] == "cpu"
+    made = cfg["generate"]  # from the generate directory's manifest: what a report needs to find published numbers
+    assert made["model"] == "var_test" and made["sampling"]["cfg"] == 1.5 and made["random_weights"] is True
+    from varbench import report
+
+    assert report.describe(result)["model"] == "var_test" and report.describe(result)["cfg"] == 1.5
     arr = np.load(generated / "samples.npz")["arr_0"]
     assert res["samples"]["sha256"] == hashlib.sha256(arr.tobytes()).hexdigest()
     assert res["samples"]["resolution"] == [64, 64] and res["samples"]["n"] == 12

@@ -335,7 +335,10 @@ def evaluate(samples_path, ref: str, config: EvalConfig, *, weights=None,
                 for name, vals in backend_values.items() if name != "adm"
             }
     random_weights = samples.random_weights or not extractor.official
-    return results.make("fid", config.to_dict(), res, device=config.device, random_weights=random_weights)
+    run_config = config.to_dict()
+    if samples.generate:  # how the samples were made, so a report can match published numbers of that model
+        run_config["generate"] = samples.generate
+    return results.make("fid", run_config, res, device=config.device, random_weights=random_weights)
 
 
 # ---- other backends ------------------------------------------------------------------------------------------------

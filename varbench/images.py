@@ -49,6 +49,7 @@ class SampleSet:
     content_key: str  # sha256 of the uint8 array (npz), or over the sorted file names and per-file sha256 (folder)
     labels: np.ndarray | None = None  # class labels when the source stores them
     random_weights: bool = False  # a generate directory made with random-weight models
+    generate: dict | None = None  # a generate directory's model and sampling settings (from manifest.json)
     warnings: list[str] = field(default_factory=list)
     array: np.ndarray | None = None  # (N, H, W, 3) uint8, memory-mapped where possible (npz sources)
     files: list[Path] | None = None  # folder sources
@@ -92,7 +93,8 @@ def open_samples(path: str | os.PathLike) -> SampleSet:
     if (path / SAMPLES_FILE).is_file():
         samples = _open_npz(path / SAMPLES_FILE, "generate_dir")
         samples.path = path
-        samples.random_weights = _manifest_random_weights(path / "manifest.json")
+        samples.generate = _manifest_summary(path / "manifest.json")
+        samples.random_weights = bool(samples.generate and samples.generate["random_weights"])
         return samples
     return _open_folder(path)
 
@@ -203,11 +205,25 @@ def decoded_sha256(samples: SampleSet, batch_size: int = 256) -> str:
     return h.hexdigest()
 
 
-def _manifest_random_weights(path: Path) -> bool:
+def _manifest_summary(path: Path) -> dict | None:
+    """What a generate directory's manifest says about how its samples were made (None without a manifest)."""
     if not path.is_file():
-        return False
+        return None
     try:
-        return bool(json.loads(path.read_text()).get("random_weights", False))
+        manifest = json.loads(path.read_text())
+        model = manifest.get("model") or {}
+        plan = manifest.get("plan") or {}
+        return {
+            "model": model.get("name") if isinstance(model, dict) else model,
+            "sampling": manifest.get("sampling"),
+            "seed": manifest.get("seed"),
+            "rng": manifest.get("rng"),
+            "dtype": manifest.get("dtype"),
+            "resolution": model.get("resolution") if isinstance(model, dict) else None,
+            "num_samples": plan.get("num_samples"),
+            "per_class": plan.get("per_class"),
+            "random_weights": bool(manifest.get("random_weights", False)),
+        }
     except (OSError, ValueError, AttributeError) as e:
         raise VarbenchError(f"{path} is not a readable JSON manifest: {e}") from None
 

@@ -66,6 +66,9 @@ def test_bad_checkpoints_give_one_line(ckpts, tmp_path):
     raw = (d / "var.pth").read_bytes()
     (tmp_path / "trunc.pth").write_bytes(raw[: len(raw) // 2])
     assert "unreadable" in _err(lambda: build(custom(), {"var": tmp_path / "trunc.pth", "vae": vae}))
+    # a text file passed as a checkpoint (torch.load fails inside the unpickler with a KeyError)
+    (tmp_path / "notes.txt").write_text("e" * 100)
+    assert "unreadable" in _err(lambda: build(custom(), {"var": tmp_path / "notes.txt", "vae": vae}))
     # wrong / missing keys
     bad = dict(var_sd)
     bad.pop("head.bias")

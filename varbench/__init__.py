@@ -8,3 +8,11 @@ __version__ = "0.1.0"
 from varbench.errors import VarbenchError  # noqa: E402
 
 __all__ = ["VarbenchError", "__version__"]
+
+# The public API, imported lazily so ``import varbench`` stays cheap (no torch):
+#   varbench.zoo.get(name) / names()            model zoo (GeneratorSpec)
+#   varbench.generator.build(spec, ...)         -> Generator: generate(labels, seeds) -> uint8 NHWC
+#   varbench.sampler                            resumable, sharded 50k sampling (varbench generate)
+#   varbench.evaluate                           ADM-protocol FID/sFID/IS/P&R/KID (varbench fid)
+#   varbench.speed                              next-scale vs raster decoding study (varbench speed)
+#   varbench.results / varbench.report          result schema, tables and regression comparison

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import json
 import os
@@ -27,6 +28,7 @@ def open_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are shared like any other file
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -48,6 +50,18 @@ def os_errors(path: str | os.PathLike) -> Iterator[None]:
         yield
     except OSError as e:
         raise VarbenchError(describe_os_error(Path(path), e)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would briefly set it for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -44,13 +44,13 @@ keys and treat a missing optional key as "not measured".  Compatible additions (
               "reference": {"name", "sha256", "extractor", "n", "resolution"},  # reference batch / stats
               "samples": {"path", "n", "sha256", "resolution"}}                # the scored npz
 
-``speed`` (``varbench.timing``)::
+``speed`` (``varbench.speed``)::
 
-    results: {"rows": [{"model", "family", "mode",  # mode: "var_kv" | "var_nokv" | "raster_kv" | "raster_nokv"
+    results: {"rows": [{"model", "family", "mode",  # mode: "var_kv" | "var_nokv" | "raster_kv" | "raster_nokv" | "llamagen_kv"
                         "resolution", "batch_size", "steps", "tokens",
                         "latency_s",                # seconds per generate call of batch_size images
                         "throughput_img_s",         # images per second
-                        "flops_analytic", "flops_counted",  # FLOPs per image without CFG (formula; counter)
+                        "flops_analytic", "flops_counted",  # FLOPs per image as run, doubled with --cfg (formula; counter)
                         "peak_mem_bytes", "vq_decode_s"}, ...],
               "fits": [{"model", "mode", "quantity",  # quantity: "time" (measured) | "flops" (analytic sweep)
                         "batch_size", "exponent", "ci": [lo, hi]}, ...]}  # quantity ~ n^exponent, n = grid side
@@ -106,13 +106,13 @@ class GenerateResults(TypedDict, total=False):
     samples_npz: str  # path of the ADM-format npz
     samples_sha256: str  # its sha256
     wall_seconds: float  # wall time of the session
-    images_per_second: float  # images generated per second (registry key images_per_s)
+    images_per_second: float  # images generated per second (registry key images_per_second)
 
 
 class SpeedRow(TypedDict, total=False):
     model: str  # zoo name
     family: str  # "var" | "llamagen" | "raster"
-    mode: str  # "var_kv" | "var_nokv" | "raster_kv" | "raster_nokv"
+    mode: str  # "var_kv" | "var_nokv" | "raster_kv" | "raster_nokv" | "llamagen_kv"
     resolution: int  # pixels per side
     batch_size: int  # images per generate call
     steps: int  # sequential decoding steps

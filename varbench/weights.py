@@ -42,6 +42,11 @@ def offline() -> bool:
     return any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("VARBENCH_OFFLINE", "HF_HUB_OFFLINE"))
 
 
+def is_cached(wf: WeightFile) -> bool:
+    """Whether ``wf`` is already in the cache directory (no hashing, no download)."""
+    return (weights_dir() / wf.filename).is_file()
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -122,7 +127,7 @@ def load_state_dict(path: str | os.PathLike, what: str = "checkpoint") -> dict:
             f"{what} {path} was refused by the safe loader (weights_only=True): it holds objects other than tensors "
             f"({first[:160]}); only plain state dicts are accepted"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - a user file: any failure (truncated zip, text, pickle KeyError) is bad input
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise VarbenchError(f"{what} {path} is unreadable (truncated or not a torch file?): {msg[:200]}") from None
     return unwrap_state_dict(obj, f"{what} {path}")
@@ -136,8 +141,6 @@ def _can_mmap(path: Path) -> bool:
 
 
 def unwrap_state_dict(obj, what: str) -> dict:
-    import torch
-
     for _ in range(3):
         if isinstance(obj, Mapping) and not _is_tensor_dict(obj):
             inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
@@ -147,7 +150,7 @@ def unwrap_state_dict(obj, what: str) -> dict:
     if not isinstance(obj, Mapping) or not _is_tensor_dict(obj):
         kind = type(obj).__name__
         raise VarbenchError(f"{what} is not a state dict of tensors (got {kind}); pass the released weight file")
-    sd = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    sd = {str(k): v for k, v in obj.items()}
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     return sd

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 
 import typer
 
@@ -40,8 +39,3 @@ def str_list(text: str | None) -> list[str] | None:
     if text is None or text == "":
         return None
     return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def dist_rank() -> int:
-    """Rank from the torchrun environment (0 outside torchrun)."""
-    return int(os.environ.get("RANK", "0"))

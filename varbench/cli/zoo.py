@@ -20,7 +20,7 @@ def models(json_out: bool = typer.Option(False, "--json", help="Print a JSON lis
     rows = []
     for name in zoo.names():
         spec = zoo.get(name)
-        present = all((weights.weights_dir() / w.filename).is_file() for w in spec.weights) if spec.weights else None
+        present = all(weights.is_cached(w) for w in spec.weights) if spec.weights else None
         best = spec.reported[0] if spec.reported else {}
         rows.append(
             {

@@ -10,7 +10,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from varbench.errors import VarbenchError
 
 POOL3 = "pool3"  # (N, 2048) FID, precision/recall, KID
 LOGITS = "logits"  # (N, 1008) bias-free logits, Inception Score
@@ -36,13 +35,3 @@ def make_id(name: str, version: str) -> str:
     if "@" in name or "@" in version:
         raise ValueError(f"extractor name and version must not contain '@': {name!r}, {version!r}")
     return f"{name}@{version}"
-
-
-def require_same_extractor(expected: str, got: str, what: str) -> None:
-    """Refuse to compare features or statistics made by different extractors."""
-    if expected != got:
-        raise VarbenchError(
-            f"{what} was made with feature extractor {got!r} but these features come from {expected!r}; "
-            "statistics from different extractors are not comparable (rebuild the reference with the same "
-            "--inception-weights)"
-        )

@@ -42,7 +42,7 @@ register("recall", True, "Recall")
 register("kid_mean", False, "KID")
 register("kid_std", False, "KID std over subsets")
 # speed study
-register("latency_s", False, "seconds per image at batch 1")
+register("latency_s", False, "seconds per generate call (of batch_size images)")
 register("throughput_img_s", True, "images per second")
 register("peak_mem_bytes", False, "peak memory")
 register("images_per_second", True, "generation images per second")

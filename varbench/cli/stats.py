@@ -10,7 +10,11 @@ import typer
 
 from varbench.cli.options import guard
 
-ref_app = typer.Typer(help="Reference statistics for varbench fid: build, list, show.", no_args_is_help=True)
+ref_app = typer.Typer(
+    help="Reference statistics for varbench fid: build, list, show.\n\n"
+    "Example: varbench ref build imagenet256 --from VIRTUAL_imagenet256_labeled.npz && varbench ref list",
+    no_args_is_help=True,
+)
 
 
 def build(

@@ -181,6 +181,22 @@ def test_plots_need_several_runs():
     assert plots.speed_loglog(sp["results"]["rows"][:1]) is None
 
 
+def test_speed_plot_is_one_function_with_an_optional_flop_panel():
+    """The CLI's --plot and the report draw with plots.speed_loglog; a FLOP sweep adds the right-hand panel."""
+    from varbench import speed
+
+    assert not hasattr(speed, "plot_png")
+    sp = speed_result()
+    rows = sp["results"]["rows"]
+    sweep = [{"model": "raster_test", "mode": "raster_nokv", "grid": n, "flops_analytic": 1e6 * n**6} for n in (4, 8, 16)]
+    fits = [*sp["results"]["fits"], {"model": "raster_test", "mode": "raster_nokv", "quantity": "flops",
+                                     "exponent": 6.0, "local_exponent_last": 6.0}]
+    cross = [{"model": "raster_test", "nokv_attention_dominates_grid": 8.0}]
+    one, two = plots.speed_loglog(rows, fits), plots.speed_loglog(rows, fits, sweep, cross, title="cpu, fp32")
+    assert _png_size(two)[0] > 1.5 * _png_size(one)[0]
+    assert plots.speed_loglog(rows[:1], fits, sweep) is not None  # one resolution: the FLOP sweep is still worth a plot
+
+
 @pytest.mark.parametrize("compressed", [False, True])
 def test_sample_grid_is_classes_by_samples(tmp_path, compressed):
     out, images, labels = generate_dir(tmp_path, compressed=compressed)
@@ -198,6 +214,35 @@ def test_sample_grid_rejects_non_images(tmp_path):
     np.savez(tmp_path / "bad.npz", arr_0=np.zeros((4, 8, 8), dtype=np.float32))
     with pytest.raises(results.VarbenchError, match="expected arr_0 as uint8"):
         plots.sample_grid(tmp_path / "bad.npz")
+
+
+def test_sample_grid_reads_labels_as_varbench_images_does(tmp_path):
+    """Only images.LABEL_KEYS are labels (a stray 'y' array is not), read through images.npz_array."""
+    from varbench import images
+
+    arr = np.stack([np.full((8, 8, 3), i, dtype=np.uint8) for i in range(4)])
+    np.savez(tmp_path / "y.npz", arr_0=arr, y=np.array([5, 5, 6, 6]))
+    np.savez(tmp_path / "arr1.npz", arr_0=arr, arr_1=np.array([5, 5, 6, 6]))
+    assert images.open_samples(tmp_path / "y.npz").labels is None and plots.read_labels(tmp_path / "y.npz") is None
+    assert plots.sample_grid(tmp_path / "y.npz", per_class=2, cell=8)[1] == [None, None]
+    assert plots.read_labels(tmp_path / "arr1.npz").tolist() == [5, 5, 6, 6]
+    assert plots.sample_grid(tmp_path / "arr1.npz", per_class=2, cell=8)[1] == [5, 6]
+    np.savez(tmp_path / "none.npz", labels=np.arange(4))
+    with pytest.raises(results.VarbenchError, match="has no 'arr_0' array"):
+        plots.sample_grid(tmp_path / "none.npz")
+
+
+def test_a_copied_run_directory_shows_its_own_samples(tmp_path):
+    """samples_path prefers the samples.npz next to the JSON over the recorded (original run's) absolute path."""
+    out, _, _ = generate_dir(tmp_path)
+    obj = results.load(out / "result.json")
+    obj["results"]["samples_npz"] = str((out / "samples.npz").resolve())  # as generate records it
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    np.savez(copy / "samples.npz", arr_0=np.zeros((2, 8, 8, 3), dtype=np.uint8), labels=np.array([0, 1]))
+    results.save(copy / "result.json", obj)
+    assert plots.samples_path(obj, copy / "result.json") == copy / "samples.npz"
+    assert plots.samples_path(obj, tmp_path / "elsewhere" / "result.json") == (out / "samples.npz").resolve()
 
 
 def test_report_finds_the_generate_dirs_samples(tmp_path):

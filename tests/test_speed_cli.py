@@ -160,6 +160,18 @@ def test_dry_run_json(tmp_path):
     (["--models", "var_d17"], "unknown model"),
     (["--width", "100"], "multiple of 64"),
     (["--batch-sizes", "0"], "positive"),
+    (["--models", "var_d16,var_d16"], "--models has duplicates"),
+    (["--resolutions", "256,256"], "--resolutions has duplicates"),
+    (["--baselines", "raster_kv,raster_kv"], "--baselines has duplicates"),
+    (["--models", "var_d16,var_d20", "--depth", "4"], "second var_w256d4"),
+    (["--baselines", ""], "--baselines is empty"),
+    (["--baselines", ","], "--baselines is empty"),
+    (["--models", ""], "--models is empty"),
+    (["--max-seconds", "0"], "--max-seconds must be > 0"),
+    (["--max-seconds", "-1"], "--max-seconds must be > 0"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--warmup", "-1"], "--warmup must be >= 0"),
+    (["--device", "tpu"], "unknown --device"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle):
     res = runner.invoke(app, ["speed", "--dry-run", *args])
@@ -167,6 +179,64 @@ def test_bad_input_is_one_line_exit_2(args, needle):
     assert "Traceback" not in res.output
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and needle in errors[0], res.stderr
+
+
+def _one_error(res) -> str:
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "varbench speed" not in res.stdout  # nothing ran, no table printed
+    errors = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error:"), res.stderr
+    return errors[0]
+
+
+def test_output_paths_are_checked_before_the_study_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(speed, "run", lambda *a, **k: pytest.fail("the study ran before the outputs were checked"))
+    monkeypatch.setattr(speed, "dry_run", lambda *a, **k: pytest.fail("the dry run ran before the outputs were checked"))
+    quick = ["speed", "--quick"]
+    assert "is a directory" in _one_error(runner.invoke(app, [*quick, "--json", str(tmp_path)]))
+    assert "is a directory" in _one_error(runner.invoke(app, [*quick, "--dry-run", "--plot", str(tmp_path)]))
+    done_json, done_png = tmp_path / "done.json", tmp_path / "done.png"
+    done_json.write_text("finished")
+    done_png.write_bytes(b"finished")
+    for flag, path in (("--json", done_json), ("--plot", done_png)):
+        assert "already exists" in _one_error(runner.invoke(app, [*quick, flag, str(path)]))
+    assert done_json.read_text() == "finished" and done_png.read_bytes() == b"finished"
+    same = str(tmp_path / "x.out")
+    assert "same file" in _one_error(runner.invoke(app, [*quick, "--json", same, "--plot", same]))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert "not a writable directory" in _one_error(runner.invoke(app, [*quick, "--json", str(blocker / "a.json")]))
+
+
+def test_overwrite_replaces_finished_outputs(tmp_path):
+    out, png = tmp_path / "s.json", tmp_path / "s.png"
+    out.write_text("old")
+    png.write_bytes(b"old")
+    args = ["speed", "--dry-run", "--json", str(out), "--plot", str(png)]
+    assert runner.invoke(app, args).exit_code == 2 and out.read_text() == "old"
+    res = runner.invoke(app, [*args, "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert results.load(out, kind="speed")["results"]["dry_run"] is True
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_device_check_with_the_gpu_index(monkeypatch):
+    """dist.check_device is the only resolver: build_var and the speed study refuse a cuda:N beyond the GPUs."""
+    from varbench import dist, generator
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert dist.check_device("cuda") == "cuda:0" and dist.check_device("cuda", local_rank=0) == "cuda:0"
+    assert dist.check_device("auto") == "cuda:0" and dist.check_device(" CPU ") == "cpu"
+    with pytest.raises(results.VarbenchError, match="cuda:3 does not exist"):
+        dist.check_device("cuda:3")
+    with pytest.raises(results.VarbenchError, match="cuda:3 does not exist"):
+        generator.build_var(zoo.get("var_test"), {}, device="cuda:3")
+    with pytest.raises(results.VarbenchError, match="cuda:3 does not exist"):
+        speed.dry_run(speed.SpeedConfig(device="cuda:3"))
+    with pytest.raises(results.VarbenchError, match="unsupported --device"):
+        speed.dry_run(speed.SpeedConfig(device="meta"))
+    assert not hasattr(generator, "check_device") and not hasattr(speed, "resolve_device")
 
 
 def test_readme_quick_command_writes_json_and_png(tmp_path, monkeypatch):

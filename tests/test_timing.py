@@ -55,6 +55,10 @@ def test_timing_config_rejects_bad_values():
         timing.TimingConfig(repeats=0)
     with pytest.raises(VarbenchError):
         timing.TimingConfig(warmup=-1)
+    for bad in (0, -1, 0.0):
+        with pytest.raises(VarbenchError, match="--max-seconds must be > 0"):
+            timing.TimingConfig(max_seconds=bad)
+    assert timing.TimingConfig(max_seconds=None).max_seconds is None
 
 
 def test_bootstrap_ci_brackets_median_and_shrinks_with_more_samples():

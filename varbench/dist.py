@@ -66,7 +66,15 @@ class DistInfo:
 
 
 def resolve_device(device: str | None, info: DistInfo) -> str:
-    """``None``/"auto" -> "cuda" when available else "cpu"; "cuda" under torchrun -> "cuda:LOCAL_RANK"."""
+    """``check_device`` for this process: a bare "cuda" under torchrun becomes "cuda:LOCAL_RANK"."""
+    return check_device(device, info.local_rank if info.distributed else 0)
+
+
+def check_device(device: str | None, local_rank: int = 0) -> str:
+    """``None``/"auto" -> "cuda" when available else "cpu"; "cuda" -> "cuda:<local_rank>"; only cpu and cuda[:N].
+
+    One-line ``VarbenchError`` for unknown devices, CUDA without a GPU and a cuda:N beyond the visible GPUs.
+    """
     import torch
 
     name = (device or "auto").strip().lower()
@@ -80,7 +88,7 @@ def resolve_device(device: str | None, info: DistInfo) -> str:
         if not torch.cuda.is_available():
             raise VarbenchError(f"--device {device} was asked for but CUDA is not available here; use --device cpu")
         if dev.index is None:
-            dev = torch.device("cuda", info.local_rank if info.distributed else 0)
+            dev = torch.device("cuda", local_rank)
         if dev.index >= torch.cuda.device_count():
             raise VarbenchError(
                 f"device {dev} does not exist ({torch.cuda.device_count()} visible GPUs); "

@@ -214,14 +214,14 @@ def build_var(spec: GeneratorSpec, weight_paths: dict, device: str = "cpu", dtyp
     """Build a VarGenerator: random init for ``*_test`` entries, else checkpoints resolved by ``varbench.weights``."""
     import torch
 
-    from varbench import weights
+    from varbench import dist, weights
     from varbench.models import convert
     from varbench.models.var import VAR, VARConfig
     from varbench.models.vqvae import VQVAE, VQVAEConfig
     from varbench.zoo import WeightFile, HUB_VAR
 
     torch_dtype(dtype)  # validate early
-    device = check_device(device)
+    device = dist.check_device(device)
     settings = {**spec.sampling, **{k: v for k, v in sampling.items() if v is not None}}
     unknown = set(settings) - {"cfg", "top_k", "top_p", "more_smooth"}
     if unknown:
@@ -259,16 +259,3 @@ def build_var(spec: GeneratorSpec, weight_paths: dict, device: str = "cpu", dtyp
     vae = convert.load_vae(vae_sd, convert.infer_vae_config(vae_sd, pn, f"VAE checkpoint {paths['vae']}"), device,
                            f"VAE checkpoint {paths['vae']}")
     return VarGenerator(spec.name, var, vae, settings, device, dtype, random_weights=False, checkpoints=paths)
-
-
-def check_device(device: str) -> str:
-    """Validate a device string; one-line error for unknown devices or CUDA without a GPU."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise VarbenchError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise VarbenchError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return str(dev)

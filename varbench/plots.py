@@ -7,15 +7,13 @@ or calling this module changes no global state.  Inputs are the plain records bu
 from __future__ import annotations
 
 import io
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from varbench import images
 from varbench.errors import VarbenchError
-
-_LABEL_KEYS = ("labels", "arr_1", "label", "y")
 
 
 def _figure(width: float = 6.4, height: float = 4.4):
@@ -70,78 +68,97 @@ def fid_vs_cfg(points: Sequence[dict], published: Sequence[dict] = ()) -> bytes 
     return _png(fig)
 
 
-def speed_loglog(rows: Sequence[dict], fits: Sequence[dict] = ()) -> bytes | None:
-    """Latency per image against resolution on log-log axes, one line per (model, mode); fitted exponents in the legend.
+def speed_loglog(rows: Sequence[dict], fits: Sequence[dict] = (), flop_sweep: Sequence[dict] = (),
+                 crossovers: Sequence[dict] = (), title: str = "") -> bytes | None:
+    """Log-log PNG of the speed study: time per decode call vs token-grid side n, and (given a FLOP sweep) a second
+    panel of analytic FLOPs per image vs n.
 
-    ``rows``: speed rows {model, mode, resolution, batch_size, latency_s}; ``fits``: report.speed_fits records.
-    None when no (model, mode) has two or more resolutions.
+    ``rows``: speed rows {model, mode, resolution, grid, batch_size, latency_s}; ``fits``: speed fits {model, mode,
+    quantity, batch_size, exponent, local_exponent_last} (exponents go into the legends); ``flop_sweep``:
+    {model, mode, grid, flops_analytic}; ``crossovers``: where cache-free raster attention (n^6) overtakes the dense
+    recompute, marked on the FLOP panel; ``title``: appended to the time panel's title (device, dtype).
+    One colour per mode, one line style per batch size.  None when no (model, mode, batch) has two or more n and
+    there is no FLOP sweep.
     """
-    series: dict[tuple, list[tuple[float, float]]] = {}
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    series: dict[tuple, list[tuple[int, float]]] = {}
     for r in rows:
-        res, lat, bs = r.get("resolution"), r.get("latency_s"), r.get("batch_size") or 1
-        if not res or lat is None or not (isinstance(lat, (int, float)) and lat > 0):
-            continue
-        series.setdefault((r.get("model"), r.get("mode"), bs), []).append((float(res), float(lat)))
-    series = {k: sorted(v) for k, v in series.items() if len({x for x, _ in v}) > 1}
-    if not series:
+        lat, grid = r.get("latency_s"), r.get("grid") or (r.get("resolution") or 0) // 16
+        if grid and isinstance(lat, (int, float)) and lat > 0:
+            series.setdefault((r.get("model"), r.get("mode"), r.get("batch_size") or 1), []).append((grid, float(lat)))
+    if not flop_sweep and not any(len({n for n, _ in pts}) > 1 for pts in series.values()):
         return None
-    exps: dict[tuple, float] = {}  # (model, mode, batch) of time fits; (None, mode, None) for fits without them
+    fig = _figure(12, 4.8) if flop_sweep else _figure(6.8, 4.6)
+    ax_t, ax_f = fig.subplots(1, 2) if flop_sweep else (fig.subplots(), None)
+    modes = sorted({str(s["mode"]) for s in flop_sweep} | {str(key[1]) for key in series})
+    color = {m: f"C{i % 10}" for i, m in enumerate(modes)}
+    k_time, k_flops = {}, {}
     for f in fits:
         k = f.get("exponent", f.get("k"))
-        if f.get("quantity", "time") == "time" and f.get("mode") is not None and isinstance(k, (int, float)):
-            exps[(f.get("model"), f["mode"], f.get("batch_size"))] = k
-    fig = _figure(6.8, 4.6)
-    ax = fig.subplots()
-    for i, ((model, mode, bs), pts) in enumerate(sorted(series.items(), key=lambda kv: tuple(map(str, kv[0])))):
-        k = exps.get((model, mode, bs), exps.get((None, mode, None)))
-        label = f"{model} {mode} b{bs}" + (f" (k={k:.2f})" if k is not None else "")
-        ax.plot([x for x, _ in pts], [y for _, y in pts], "o-", color=f"C{i % 10}", label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set(xlabel="resolution (px)", ylabel="latency per call (s)", title="Decoding time vs resolution (log-log)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+        if isinstance(k, (int, float)) and f.get("mode") is not None:
+            if f.get("quantity", "time") == "time":
+                k_time[(f.get("model"), f["mode"], f.get("batch_size"))] = k
+            else:
+                k_flops[(f.get("model"), f["mode"])] = f
+    pairs = {(s["model"], s["mode"]) for s in flop_sweep} | {key[:2] for key in series}
+    several = any(len({m for m, md in pairs if md == mode}) > 1 for mode in modes)  # name models when ambiguous
+    batches = sorted({key[2] for key in series})
+    styles = ["-", "--", ":", "-."]
+    for key, pts in sorted(series.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        pts.sort()
+        k = k_time.get(key)
+        label = (f"{key[0]} " if several else "") + f"{key[1]} b{key[2]}" + ("" if k is None else f" (k={k:.2f})")
+        ax_t.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ls=styles[batches.index(key[2]) % 4],
+                  color=color[str(key[1])], label=label)
+    ax_t.set(xlabel="token-grid side n (image = 16 n px)", ylabel="seconds per decode call",
+             title="Measured decode time" + (f" ({title})" if title else ""))
+    axes = [ax_t]
+    if ax_f is not None:
+        curves: dict[tuple, list[tuple[int, float]]] = {}
+        for s in flop_sweep:
+            curves.setdefault((s["model"], s["mode"]), []).append((s["grid"], s["flops_analytic"]))
+        for key, pts in sorted(curves.items()):
+            pts.sort()
+            f = k_flops.get(key)
+            label = f"{key[0]} {key[1]}" if several else key[1]
+            if f:
+                last = f.get("local_exponent_last")
+                label += f" (k={f['exponent']:.2f}" + (")" if last is None else f", at n max {last:.2f})")
+            ax_f.plot([p[0] for p in pts], [p[1] for p in pts], ".-", color=color[str(key[1])], label=label)
+        ax_f.set(xlabel="token-grid side n (image = 16 n px)", ylabel="FLOPs per image (formula)",
+                 title="Analytic FLOPs")
+        axes.append(ax_f)
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+    measured_n = sorted({n for pts in series.values() for n, _ in pts})
+    if measured_n:
+        ax_t.set_xticks(measured_n)
+        ax_t.xaxis.set_major_formatter(ScalarFormatter())
+        ax_t.xaxis.set_minor_formatter(NullFormatter())
+    if ax_f is not None:
+        ymax = ax_f.get_ylim()[1]
+        for c in crossovers:
+            n6 = c["nokv_attention_dominates_grid"]
+            ax_f.axvline(n6, color="grey", ls=":", lw=1)
+            ax_f.text(n6, ymax, f" no-KV: n^6 attention > dense\n beyond n = {n6:.0f} ({c['model']})", fontsize=7,
+                      color="grey", va="top")
+    for ax, loc in zip(axes, ("upper left", "lower right")):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc=loc)
     return _png(fig)
 
 
 # ------------------------------------------------------------------------------------------------------ sample grid
-def _npz_member(zf: zipfile.ZipFile, key: str) -> zipfile.ZipInfo | None:
-    try:
-        return zf.getinfo(f"{key}.npy")
-    except KeyError:
-        return None
-
-
-def _open_array(path: Path, key: str):
-    """``key`` of an ``.npz`` memory-mapped when stored uncompressed (np.savez), else read fully; None if absent."""
-    with zipfile.ZipFile(path) as zf:
-        info = _npz_member(zf, key)
-        if info is None:
-            return None
-        if info.compress_type == zipfile.ZIP_STORED:
-            with open(path, "rb") as f:
-                f.seek(info.header_offset)
-                local = f.read(30)
-                name_len, extra_len = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
-                start = info.header_offset + 30 + name_len + extra_len
-                f.seek(start)
-                version = np.lib.format.read_magic(f)
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, fortran, dtype = read_header(f)
-                offset = f.tell()
-            if dtype.hasobject:
-                raise VarbenchError(f"{path}: {key} holds Python objects; expected uint8 images")
-            return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
-        with zf.open(info) as member:
-            return np.lib.format.read_array(io.BytesIO(member.read()), allow_pickle=False)
-
-
 def read_labels(npz_path: str | Path) -> np.ndarray | None:
+    """The class labels stored next to the images (``images.LABEL_KEYS``), or None."""
     path = Path(npz_path)
-    for key in _LABEL_KEYS:
-        arr = _open_array(path, key)
-        if arr is not None:
-            return np.asarray(arr).reshape(-1).astype(np.int64)
+    keys = images.npz_keys(path)
+    for key in images.LABEL_KEYS:
+        if key in keys:
+            return np.asarray(images.npz_array(path, key)).reshape(-1).astype(np.int64)
     return None
 
 
@@ -164,14 +181,10 @@ def sample_grid(
     path = Path(npz_path)
     if not path.is_file():
         raise VarbenchError(f"samples file not found: {path}")
-    try:
-        images = _open_array(path, "arr_0")
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
-        raise VarbenchError(f"{path} is not a readable .npz: {e}") from None
-    if images is None or images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        got = "no arr_0" if images is None else f"{images.dtype} {tuple(images.shape)}"
-        raise VarbenchError(f"{path}: expected arr_0 as uint8 (N, H, W, 3) images, got {got}")
-    n = images.shape[0]
+    arr = images.npz_array(path, "arr_0")  # memory-mapped when stored uncompressed; one-line error when unreadable
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise VarbenchError(f"{path}: expected arr_0 as uint8 (N, H, W, 3) images, got {arr.dtype} {tuple(arr.shape)}")
+    n = arr.shape[0]
     lab = np.asarray(labels, dtype=np.int64) if labels is not None else read_labels(path)
     if lab is not None and len(lab) != n:
         raise VarbenchError(f"{path}: {len(lab)} labels for {n} images")
@@ -185,7 +198,7 @@ def sample_grid(
     grid = Image.new("RGB", (ncols * cell, len(rows) * cell), (255, 255, 255))
     for ri, idx in enumerate(rows):
         for ci, i in enumerate(idx):
-            img = Image.fromarray(np.ascontiguousarray(images[int(i)]))
+            img = Image.fromarray(np.ascontiguousarray(arr[int(i)]))
             if img.size != (cell, cell):
                 img = img.resize((cell, cell), Image.Resampling.BICUBIC)
             grid.paste(img, (ci * cell, ri * cell))
@@ -203,25 +216,25 @@ def grid_caption(classes: Sequence[int | None]) -> str:
 
 # ------------------------------------------------------------------------------------------------------- for reports
 def samples_path(result: dict, json_path: str | Path | None) -> Path | None:
-    """The ``samples.npz`` a generate result points to (relative paths are taken from the JSON's directory)."""
+    """The ``samples.npz`` of a generate result: first in the JSON's directory (a copied or moved run directory shows
+    its own samples), then the recorded paths (relative ones from the JSON's directory), then ``config.out``."""
     res, cfg = result.get("results") or {}, result.get("config") or {}
-    cands = []
+    recorded = []
     for v in (res.get("samples_npz"), res.get("npz"), res.get("npz_path"), res.get("samples")):
         if isinstance(v, dict):
             v = v.get("path")
         if isinstance(v, str) and v:
-            cands.append(Path(v))
+            recorded.append(Path(v))
     base = Path(json_path).parent if json_path is not None else None
+    cands: list[Path] = []
     if base is not None:
-        cands.append(base / "samples.npz")
+        cands += [base / c.name for c in recorded] + [base / "samples.npz"]
+        cands += [c if c.is_absolute() else base / c for c in recorded]
+    cands += recorded
     out_dir = cfg.get("out") or cfg.get("out_dir")
     if isinstance(out_dir, str):
         cands.append(Path(out_dir) / "samples.npz")
-    for c in cands:
-        for p in ([c] if c.is_absolute() or base is None else [base / c, c, base / c.name]):
-            if p.is_file():
-                return p
-    return None
+    return next((p for p in cands if p.is_file()), None)
 
 
 def for_report(

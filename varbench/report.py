@@ -255,11 +255,6 @@ def _label_scheme(plan) -> str | None:
     return f"{plan['per_class']}_per_class" if plan.get("per_class") else None
 
 
-def generate_speed(res: dict) -> float | None:
-    """Images per second of a generate result."""
-    return _num(res.get("images_per_second"))
-
-
 _INHERITED = ("model", "cfg", "cfg_semantics", "top_k", "top_p", "more_smooth", "seed", "label_scheme", "resolution")
 
 
@@ -458,7 +453,7 @@ def generate_table(runs) -> Table | None:
         r = res["results"]
         records.append({"run": name, "model": d["model"], "samples": d["samples"], "cfg": d["cfg"], "top_k": d["top_k"],
                         "top_p": d["top_p"], "more_smooth": d["more_smooth"], "seed": d["seed"],
-                        "seconds": _num(_first(r.get("seconds"), r.get("wall_seconds"))), "images_per_second": generate_speed(r),
+                        "seconds": _num(_first(r.get("seconds"), r.get("wall_seconds"))), "images_per_second": _num(r.get("images_per_second")),
                         "random_weights": d["random_weights"]})  # fmt: skip
     if not records:
         return None
@@ -666,7 +661,7 @@ def _metric_items(result: dict) -> dict[tuple[str, str], float | None]:
             if isinstance(d, dict) and d != main:  # the backend "metrics" came from is not listed twice
                 take(name, d)
     elif kind == "generate":
-        take("", {**res, "images_per_second": generate_speed(res)})
+        take("", {**res, "images_per_second": _num(res.get("images_per_second"))})
     elif kind == "speed":
         for row in res.get("rows") or []:
             if isinstance(row, dict):

@@ -29,12 +29,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import io
 import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from varbench import dist, timing
 from varbench import flops as F
 from varbench.errors import VarbenchError
 
@@ -169,8 +169,10 @@ def _check_config(config: SpeedConfig) -> None:
     for r in config.resolutions:
         if r < 32 or r % 16:
             raise VarbenchError(f"resolution {r} is not a multiple of 16 of at least 32 (the tokenizers downsample by 16)")
-    if len(set(config.resolutions)) != len(config.resolutions):
-        raise VarbenchError(f"--resolutions has duplicates: {list(config.resolutions)}")
+    for flag, values in (("--models", config.models), ("--resolutions", config.resolutions),
+                         ("--baselines", config.baselines)):
+        if len(set(values)) != len(values):
+            raise VarbenchError(f"{flag} has duplicates: {', '.join(map(str, values))}")
     if not config.batch_sizes or any(b < 1 for b in config.batch_sizes):
         raise VarbenchError(f"--batch-sizes must be positive integers, got {list(config.batch_sizes)}")
     for b in config.baselines:
@@ -190,8 +192,7 @@ def _check_config(config: SpeedConfig) -> None:
         raise VarbenchError(f"the FLOP sweep needs two or more positive grid sides, got {list(config.flop_grid_sides)}")
     if config.threads is not None and config.threads < 1:
         raise VarbenchError(f"--threads must be >= 1, got {config.threads}")
-    if config.warmup < 0 or config.repeats < 1:
-        raise VarbenchError(f"need --warmup >= 0 and --repeats >= 1, got {config.warmup} and {config.repeats}")
+    timing.TimingConfig(warmup=config.warmup, repeats=config.repeats, max_seconds=config.max_seconds)  # validates
 
 
 def plan(config: SpeedConfig) -> list[Job]:
@@ -211,6 +212,8 @@ def plan(config: SpeedConfig) -> list[Job]:
         heads = width // 64
         shared = bool(spec.arch.get("shared_aln"))
         label = f"var_w{width}d{depth}" if custom else name
+        if any(j.model == label for j in jobs):
+            raise VarbenchError(f"--models: {name} is a second {label} under --width/--depth; name each size once")
         twin = f"raster_w{width}d{depth}" if custom else f"raster_d{depth}"
         for res in config.resolutions:
             grid = res // 16
@@ -385,19 +388,6 @@ def _labels(batch: int, device):
 # --------------------------------------------------------------------------------------------------- building
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    from varbench.generator import check_device
-
-    dev = torch.device(check_device(device))
-    if dev.type not in ("cpu", "cuda"):
-        raise VarbenchError(f"device {device!r} is not supported by the speed study; use cpu or cuda")
-    return str(dev)
-
-
 def resolve_dtype(dtype: str, device: str) -> str:
     if dtype == "auto":
         return "bf16" if device.startswith("cuda") else "fp32"
@@ -528,7 +518,7 @@ def _precision(family: str, dtype: str) -> str:
 def dry_run(config: SpeedConfig) -> SpeedResult:
     """Steps, tokens, analytic FLOPs and KV-cache bytes of every job without building or running anything."""
     jobs = plan(config)
-    device = resolve_device(config.device)
+    device = dist.check_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     rows = [_base_row(j, config, b, device, dtype) for j in jobs for b in config.batch_sizes]
     res = SpeedResult({**config.as_dict(), "device": device, "dtype": dtype}, rows, dry_run=True)
@@ -547,7 +537,7 @@ def run(config: SpeedConfig, progress: Callable[[int, int, str], None] | None = 
     import torch
 
     jobs = plan(config)
-    device = resolve_device(config.device)
+    device = dist.check_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     threads = torch.get_num_threads()
     if config.threads is not None:
@@ -723,77 +713,3 @@ def ordering(rows: Sequence[dict]) -> list[dict]:
         out.append({"resolution": res, "batch_size": batch, "order": order, "latency_s": [lat[m] for m in order],
                     "expected": expected, "holds": order == expected})
     return out
-
-
-# ------------------------------------------------------------------------------------------------------------ plot
-
-
-def plot_png(result: SpeedResult) -> bytes | None:
-    """Log-log PNG: measured time per call vs grid side (left), analytic FLOPs per image vs grid side (right).
-
-    One colour per mode (line style per batch size on the left); fitted exponents in the legends; the grid side
-    where the n^6 attention term of cache-free raster decoding overtakes its dense recompute is marked.  None when
-    there is nothing to draw.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-    if not result.flop_sweep:
-        return None
-    fig = Figure(figsize=(12, 4.8), dpi=110)
-    FigureCanvasAgg(fig)
-    ax_t, ax_f = fig.subplots(1, 2)
-    modes = sorted({s["mode"] for s in result.flop_sweep} | {r["mode"] for r in result.rows})
-    color = {m: f"C{i % 10}" for i, m in enumerate(modes)}
-    k_time = {(f["model"], f["mode"], f["batch_size"]): f["exponent"] for f in result.fits if f["quantity"] == "time"}
-    k_flops = {(f["model"], f["mode"]): f for f in result.fits if f["quantity"] == "flops"}
-    series: dict[tuple, list[tuple[int, float]]] = {}
-    for r in result.rows:
-        if r.get("latency_s"):
-            series.setdefault((r["model"], r["mode"], r["batch_size"]), []).append((r["grid"], r["latency_s"]))
-    batches = sorted({key[2] for key in series})
-    pairs = {(s["model"], s["mode"]) for s in result.flop_sweep}
-    several = any(len({m for m, md in pairs if md == mode}) > 1 for mode in modes)  # name models when ambiguous
-    styles = ["-", "--", ":", "-."]
-    for key, pts in sorted(series.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        pts.sort()
-        k = k_time.get(key)
-        label = (f"{key[0]} " if several else "") + f"{key[1]} b{key[2]}" + ("" if k is None else f" (k={k:.2f})")
-        ax_t.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ls=styles[batches.index(key[2]) % 4],
-                  color=color[key[1]], label=label)
-    measured_n = sorted({r["grid"] for r in result.rows if r.get("latency_s")})
-    ax_t.set(xlabel="token-grid side n (image = 16 n px)", ylabel="seconds per decode call",
-             title=f"Measured decode time ({result.config.get('device')}, {result.config.get('dtype')})")
-    curves: dict[tuple, list[tuple[int, float]]] = {}
-    for s in result.flop_sweep:
-        curves.setdefault((s["model"], s["mode"]), []).append((s["grid"], s["flops_analytic"]))
-    for key, pts in sorted(curves.items()):
-        f = k_flops.get(key)
-        label = (f"{key[0]} {key[1]}" if several else key[1])
-        if f:
-            label += f" (k={f['exponent']:.2f}, at n max {f['local_exponent_last']:.2f})"
-        ax_f.plot([p[0] for p in pts], [p[1] for p in pts], ".-", color=color[key[1]], label=label)
-    ax_f.set(xlabel="token-grid side n (image = 16 n px)", ylabel="FLOPs per image (formula)",
-             title="Analytic FLOPs")
-    for ax in (ax_t, ax_f):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-    if measured_n:
-        ax_t.set_xticks(measured_n)
-        ax_t.xaxis.set_major_formatter(ScalarFormatter())
-        ax_t.xaxis.set_minor_formatter(NullFormatter())
-    ymax = ax_f.get_ylim()[1]
-    for c in result.crossovers:
-        n6 = c["nokv_attention_dominates_grid"]
-        ax_f.axvline(n6, color="grey", ls=":", lw=1)
-        ax_f.text(n6, ymax, f" no-KV: n^6 attention > dense\n beyond n = {n6:.0f} ({c['model']})", fontsize=7,
-                  color="grey", va="top")
-    for ax, loc in ((ax_t, "upper left"), (ax_f, "lower right")):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc=loc)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()

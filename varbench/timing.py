@@ -44,6 +44,8 @@ class TimingConfig:
             raise VarbenchError(f"--warmup must be >= 0, got {self.warmup}")
         if self.repeats < 1:
             raise VarbenchError(f"--repeats must be >= 1, got {self.repeats}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise VarbenchError(f"--max-seconds must be > 0, got {self.max_seconds:g}")
         if not 0 < self.confidence < 1:
             raise VarbenchError(f"confidence must be in (0, 1), got {self.confidence}")
 

@@ -26,6 +26,7 @@ def speed(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print steps, tokens, analytic FLOPs and KV-cache sizes; run nothing."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results JSON here."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the log-log PNG (time and FLOPs vs n) here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --json/--plot files."),
     width: Optional[int] = typer.Option(None, "--width", help="Override the VAR (and twin) width; random weights."),
     depth: Optional[int] = typer.Option(None, "--depth", help="Override the VAR (and twin) depth; random weights."),
     vae_ch: Optional[int] = typer.Option(None, "--vae-ch", help="Tokenizer base width [default: released 160]."),
@@ -49,13 +50,17 @@ def speed(
     given = {
         "resolutions": _tuple(int_list(resolutions, "--resolutions")),
         "models": _tuple(str_list(models)),
-        "baselines": _tuple(str_list(baselines)) if baselines is not None else None,
+        "baselines": _tuple(str_list(baselines)),
         "batch_sizes": _tuple(int_list(batch_sizes, "--batch-sizes")),
         "cfg": cfg, "dtype": dtype, "device": device, "repeats": repeats, "warmup": warmup, "compile": compile,
         "width": width, "depth": depth, "vae_ch": vae_ch, "threads": threads, "max_seconds": max_seconds,
         "count_flops": count_flops, "flop_grid_sides": _tuple(int_list(flop_grid, "--flop-grid")), "seed": seed,
     }
     given = {k: v for k, v in given.items() if v is not None}
+    for flag, text, key in (("--models", models, "models"), ("--baselines", baselines, "baselines")):
+        if text is not None and not given.get(key):
+            raise VarbenchError(f"{flag} is empty; leave it out for the defaults or name at least one")
+    _check_targets({"--json": json_out, "--plot": plot}, overwrite)
     config = sp.SpeedConfig.quick_preset(**given) if quick else sp.SpeedConfig(**given)
     if dry_run:
         result = sp.dry_run(config)
@@ -73,9 +78,31 @@ def _tuple(v):
     return None if v is None else tuple(v)
 
 
+def _check_targets(targets: dict[str, Optional[Path]], overwrite: bool) -> None:
+    """Refuse output paths that cannot be written before the study runs (a long GPU run is not lost at the end)."""
+    import os
+
+    seen: dict[Path, str] = {}
+    for flag, path in targets.items():
+        if path is None:
+            continue
+        key = path.resolve()
+        if key in seen:
+            raise VarbenchError(f"{flag} and {seen[key]} name the same file {path}")
+        seen[key] = flag
+        if path.is_dir():
+            raise VarbenchError(f"{flag} {path} is a directory; give a file path")
+        if path.exists() and not overwrite:
+            raise VarbenchError(f"{flag} {path} already exists; give a new path or pass --overwrite to replace it")
+        parent = path.parent.resolve()
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent  # missing directories are created on write
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise VarbenchError(f"{flag} {path}: {parent} is not a writable directory")
+
+
 def _write(result, json_out: Optional[Path], plot: Optional[Path]) -> None:
-    from varbench import atomic, results
-    from varbench import speed as sp
+    from varbench import atomic, plots, results
     from varbench.cli import render
 
     if json_out is not None:
@@ -85,7 +112,8 @@ def _write(result, json_out: Optional[Path], plot: Optional[Path]) -> None:
         results.save(json_out, obj)
         render.info(f"results: {json_out}")
     if plot is not None:
-        png = sp.plot_png(result)
+        png = plots.speed_loglog(result.rows, result.fits, result.flop_sweep, result.crossovers,
+                                 title=f"{result.config.get('device')}, {result.config.get('dtype')}")
         if png is None:
             raise VarbenchError("nothing to plot (no FLOP sweep)")
         atomic.write_bytes(plot, png)

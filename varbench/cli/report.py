@@ -27,7 +27,8 @@ def report(
     Tables are built from the JSON files alone (plus baselines/published). With --out: FID-vs-CFG and speed log-log
     plots and a classes x samples grid for each generate run; HTML is one static file with the plots embedded.
 
-    Example: varbench report runs/fid_var_test.json --format html --out reports/var_test
+    Example (after the README's `varbench generate --model var_test ... --out runs/quickstart`):
+    varbench report runs/quickstart --format html --out reports/quickstart
     """
     from varbench import atomic, plots
     from varbench import published as pub
@@ -94,7 +95,8 @@ def compare(
     Both files must be results of one kind; every shared metric is judged by its registered direction (FID lower,
     IS higher, ...). Bad input exits 2.
 
-    Example: varbench compare reports/baseline.json runs/ci/fid.json --max-regression fid=0.01,is=0.05
+    Example (runs/ci/fid.json is written by .ci/regression, which runs this same gate):
+    varbench compare reports/baseline.json runs/ci/fid.json --max-regression fid=0.01,is=0.05
     """
     import json
 

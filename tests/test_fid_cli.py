@@ -221,7 +221,8 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, generated, toy_ref, weights):
     fails("fid", generated, "--ref", tmp_path / "small.npz", *w, match="32x32")
     other = stats.ReferenceStats(**{**toy_ref.__dict__, "extractor_id": "inception-2015-12-05@1", "name": "official"})
     stats.save(other, tmp_path / "official.npz")
-    fails("fid", generated, "--ref", tmp_path / "official.npz", *w, match="feature extractor")
+    # (--metrics fid: set-size checks come before the Inception weights, and so before the extractor check)
+    fails("fid", generated, "--ref", tmp_path / "official.npz", "--metrics", "fid", *w, match="feature extractor")
     fails("fid", generated, "--ref", "tyo", *w, match="did you mean toy")
     fails("fid", generated, "--ref", "imagenet256", *w, match="VIRTUAL_imagenet256_labeled.npz")
 
@@ -256,3 +257,55 @@ def test_single_other_backend_skips_our_features(toy_ref, weights, tmp_path):
     res = json.loads(out.read_text())["results"]
     assert res["backend"] == "clean-fid" and set(res["metrics"]) == {"kid_mean"} and res["features"] is None
     assert res["samples"]["sha256"] == hashlib.sha256(imgs.tobytes()).hexdigest()
+
+
+def test_npy_or_text_named_npz_is_one_line(tmp_path, toy_ref, weights):
+    w = ["--inception-weights", weights, "--device", "cpu"]
+    np.save(tmp_path / "x.npy", inception_random.images(3, 64, 64))
+    (tmp_path / "x.npy").rename(tmp_path / "x.npz")
+    fails("fid", tmp_path / "x.npz", "--ref", "toy", *w, match=".npy array, not an .npz archive")
+    fails("ref", "build", "fromnpy", "--from", tmp_path / "x.npz", *w, match=".npy array, not an .npz archive")
+    np.savez(tmp_path / "ok.npz", arr_0=inception_random.images(3, 64, 64))
+    fails("fid", tmp_path / "ok.npz", "--ref", tmp_path / "x.npz", *w, match=".npy array, not an .npz archive")
+    (tmp_path / "t.npz").write_text("just some text\n")
+    err = fails("fid", tmp_path / "t.npz", "--ref", "toy", *w, match="not an npz archive")
+    assert "pickled" not in err
+    fails("fid", tmp_path / "ok.npz", "--ref", tmp_path / "t.npz", *w, match="not an npz archive")
+    assert not stats.path_for("fromnpy").exists()
+
+
+def test_scoring_samples_npz_keeps_generate_metadata(generated, toy_ref, weights, tmp_path):
+    out = tmp_path / "fid.json"
+    run("fid", generated / "samples.npz", "--ref", "toy", "--inception-weights", weights, *SMALL,
+        "--metrics", "fid", "--json", out)
+    result = json.loads(out.read_text())
+    assert result["random_weights"] is True
+    made = result["config"]["generate"]
+    assert made["model"] == "var_test" and made["sampling"]["cfg"] == 1.5 and made["random_weights"] is True
+
+
+def test_fid_json_refuses_an_existing_file_before_any_work(generated, toy_ref, weights, tmp_path, monkeypatch):
+    target = tmp_path / "result.json"
+    target.write_text('{"keep": true}')
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("Inception weights loaded before the --json check")
+
+    with monkeypatch.context() as m:
+        m.setattr(inception.InceptionExtractor, "from_file", no_weights)
+        fails("fid", generated, "--ref", "toy", "--inception-weights", weights, *SMALL, "--metrics", "fid",
+              "--json", target, match="--overwrite")
+    assert target.read_text() == '{"keep": true}'
+    run("fid", generated, "--ref", "toy", "--inception-weights", weights, *SMALL, "--metrics", "fid",
+        "--json", target, "--overwrite")
+    assert json.loads(target.read_text())["kind"] == "fid"
+
+
+def test_undersized_sets_are_refused_before_loading_weights(tmp_path, toy_ref, monkeypatch):
+    def no_weights(*args, **kwargs):
+        raise AssertionError("Inception weights loaded before required_counts")
+
+    monkeypatch.setattr(inception.InceptionExtractor, "from_file", no_weights)
+    np.savez(tmp_path / "one.npz", arr_0=inception_random.images(1, 64, 64))
+    fails("fid", tmp_path / "one.npz", "--ref", "toy", "--metrics", "sfid", "--device", "cpu",
+          "--inception-weights", tmp_path / "missing.pth", match="at least 2 samples")

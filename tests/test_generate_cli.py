@@ -94,7 +94,10 @@ def test_var_test_official_mode_uses_one_batch_per_chunk(tmp_path):
         (["--model", "noise_test", "--labels", "1,1000"], ["0..999"]),
         (["--model", "noise_test", "--rng", "global"], ["unknown --rng"]),
         (["--model", "noise_test", "--dtype", "fp8"], ["unknown --dtype"]),
-        (["--model", "noise_test", "--top-p", "2"], ["--top-p must be in [0, 1]"]),
+        (["--model", "var_test", "--top-p", "2"], ["--top-p must be in [0, 1]"]),
+        (["--model", "noise_test", "--cfg", "2"], ["--cfg does not apply to noise_test"]),
+        (["--model", "noise_test", "--image-size", "128"], ["--image-size does not apply to noise_test"]),
+        (["--model", "noise_test", "--no-more-smooth"], ["--more-smooth does not apply to noise_test"]),
         (["--model", "var_test", "--temperature", "0.9"], ["--temperature applies to LlamaGen"]),
         (["--model", "var_test", "--patch-nums", "1,2,4"], ["--patch-nums describes a custom VAR"]),
         (["--model", "llamagen_test", "--more-smooth"], ["--more-smooth applies to VAR models"]),
@@ -113,8 +116,30 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needles):
 
 
 def test_missing_weights_offline_is_one_line(tmp_path):
-    line = one_line_error(invoke("--model", "var_d16", "--out", tmp_path / "out"), "var_d16.pth", "VARBENCH_OFFLINE")
+    line = one_line_error(invoke("--model", "var_d16", "--out", tmp_path / "new" / "out"), "var_d16.pth",
+                          "VARBENCH_OFFLINE")
     assert "--var-ckpt" in line
+    assert not (tmp_path / "new").exists()  # a run that failed before any chunk leaves no directory behind
+    (tmp_path / "mine").mkdir()
+    one_line_error(invoke("--model", "var_d16", "--out", tmp_path / "mine"), "VARBENCH_OFFLINE")
+    assert (tmp_path / "mine").is_dir()  # a directory that was there stays
+
+
+def test_adding_png_to_a_finished_run_keeps_its_result(tmp_path):
+    out = tmp_path / "run"
+    ok(invoke(*NOISE, "--out", out))
+    before = json.loads((out / "result.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    npz = (out / "samples.npz").read_bytes()
+    shown = ok(invoke(*NOISE, "--png", "--out", out))
+    assert "wrote 12 samples" not in shown.stdout and "already complete" in shown.stdout and "PNGs" in shown.stdout
+    after = json.loads((out / "result.json").read_text())
+    assert after["results"] == {**before["results"], "png_dir": str(out / "png")}
+    assert after["results"]["images_per_second"] is not None and after["results"]["chunks_generated"] == 3
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["artefacts"] == {**manifest["artefacts"], "png": m["artefacts"]["png"]} and m["artefacts"]["png"]
+    assert m["chunks"] == manifest["chunks"] and m["timings"] == manifest["timings"]
+    assert (out / "samples.npz").read_bytes() == npz and len(list((out / "png").glob("*.png"))) == 12
 
 
 def test_other_run_in_out_dir_is_refused_and_overwrite_replaces_it(tmp_path):
@@ -122,7 +147,7 @@ def test_other_run_in_out_dir_is_refused_and_overwrite_replaces_it(tmp_path):
     ok(invoke(*NOISE, "--out", out))
     before = files(out)
     one_line_error(invoke(*NOISE, "--seed", "1", "--out", out), "holds a different run", "seed 0 -> 1", "--overwrite")
-    one_line_error(invoke(*NOISE, "--cfg", "2", "--out", out), "sampling.cfg <unset> -> 2.0")
+    one_line_error(invoke(*NOISE, "--dtype", "bf16", "--out", out), "dtype fp32 -> bf16")
     assert files(out) == before  # nothing touched
     result = ok(invoke(*NOISE, "--out", out, "--batch-size", "4"))  # same run, other batch size: nothing to do
     assert "already complete" in result.stdout and files(out) == before

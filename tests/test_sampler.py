@@ -147,6 +147,9 @@ def test_damaged_chunk_is_detected_by_hash_and_remade(tmp_path):
     outcome = sampler.run(noise(), job_for(out))
     assert (outcome.chunks_regenerated, outcome.chunks_generated, outcome.chunks_reused) == (1, 1, 2)
     assert read(out / "samples.npz") == good
+    session = json.loads((out / "manifest.json").read_text())["sessions"][-1]
+    assert session["chunks_regenerated"] == outcome.chunks_regenerated == 1  # a count, as in the outcome
+    assert session["chunks_regenerated_indices"] == [1]
 
 
 def test_different_command_is_refused_and_keeps_finished_chunks(tmp_path):
@@ -330,6 +333,7 @@ def test_png_can_be_added_to_a_finished_run(tmp_path):
     assert not outcome.already_complete and outcome.chunks_generated == 0
     assert len(list((out / "png").glob("*.png"))) == 12 and read(out / "samples.npz") == npz
     assert json.loads((out / "manifest.json").read_text())["artefacts"]["png"]["count"] == 12
+    assert outcome.pngs_only and outcome.png_dir == out / "png"
 
 
 class Described(NoiseGenerator):

@@ -274,10 +274,12 @@ def evaluate(samples_path, ref: str, config: EvalConfig, *, weights=None,
 
     samples = images.open_samples(samples_path)
     reference, ref_path = stats.resolve(ref)
+    stats.require_compatible(reference, reference.extractor_id, samples.resolution)  # the resolution, early
+    count_warnings = required_counts(config, samples.n, len(reference.features))  # before loading any weights
     extractor = load_extractor(weights, config.device, config.dtype)
     stats.require_compatible(reference, extractor.id, samples.resolution)
     warnings = list(samples.warnings)
-    warnings += required_counts(config, samples.n, len(reference.features))
+    warnings += count_warnings
     if not extractor.official:
         warnings.append(f"Inception weights {extractor.weights_path} are not the official file "
                         f"({extractor.id}): numbers are not comparable with published ones")

@@ -89,7 +89,12 @@ def open_samples(path: str | os.PathLike) -> SampleSet:
     if path.is_file():
         if path.suffix.lower() != ".npz":
             raise VarbenchError(f"{path} is not an .npz file; give an ADM npz, a generate directory or an image folder")
-        return _open_npz(path, "npz")
+        samples = _open_npz(path, "npz")
+        if path.name == SAMPLES_FILE and (path.parent / "manifest.json").is_file():
+            # the file inside a generate directory: keep the run's metadata
+            samples.generate = _manifest_summary(path.parent / "manifest.json")
+            samples.random_weights = bool(samples.generate and samples.generate["random_weights"])
+        return samples
     if (path / SAMPLES_FILE).is_file():
         samples = _open_npz(path / SAMPLES_FILE, "generate_dir")
         samples.path = path
@@ -131,10 +136,30 @@ def _check_image_array(array: np.ndarray, what: str) -> None:
 
 
 def _npz(path: Path):
+    return load_npz(path, "npz file")
+
+
+def load_npz(path: str | os.PathLike, what: str = "npz file") -> np.lib.npyio.NpzFile:
+    """``np.load(allow_pickle=False)`` of an npz archive; a .npy array or any other file raises VarbenchError."""
+    path = Path(path)
     try:
-        return np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except FileNotFoundError:
+        raise  # callers word "not found" themselves
+    except OSError as e:
+        raise VarbenchError(f"{path} is not a readable {what}: {e}") from None
+    if magic == b"\x93NUMPY":
+        raise VarbenchError(f"{path} is a .npy array, not an .npz archive; write the {what} with np.savez")
+    if magic[:2] != b"PK":
+        raise VarbenchError(f"{path} is not an npz archive (no zip header); write the {what} with np.savez")
+    try:
+        loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise VarbenchError(f"{path} is not a readable npz file: {e}") from None
+        raise VarbenchError(f"{path} is not a readable {what}: {e}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # defensive: np.load returned a plain array
+        raise VarbenchError(f"{path} is a .npy array, not an .npz archive; write the {what} with np.savez")
+    return loaded
 
 
 def npz_keys(path: str | os.PathLike) -> list[str]:

@@ -103,6 +103,7 @@ class GenerateOutcome:
     images_per_second: float  # images generated this session / sampling wall time (all processes together)
     random_weights: bool
     already_complete: bool  # nothing to do: the directory held the finished run
+    pngs_only: bool = False  # the packed samples were already there; this session only wrote PNGs
 
 
 def job_identity(job: GenerateJob) -> dict:
@@ -171,6 +172,41 @@ def preflight(job: GenerateJob) -> None:
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         os.close(fd)
+
+
+def created_root(out: Path) -> Path | None:
+    """The outermost directory that making ``out`` would create (None when ``out`` exists): call before preflight."""
+    out = Path(out).absolute()
+    if out.exists():
+        return None
+    root = out
+    while not root.parent.exists():
+        root = root.parent
+    return root
+
+
+def remove_if_unused(out: Path, root: Path | None) -> None:
+    """After a failed run: remove ``out`` (and its new parents up to ``root``) if this run created it and no chunk
+    was written yet (only the lock and a manifest without chunks).  Never touches a directory that existed."""
+    out = Path(out).absolute()
+    if root is None or not out.is_dir():
+        return
+    entries = {p.name for p in out.iterdir()}
+    if not entries <= {LOCK, MANIFEST, CHUNKS}:
+        return
+    if (out / CHUNKS).is_dir() and any((out / CHUNKS).iterdir()):
+        return
+    with contextlib.suppress(OSError):
+        for name in (LOCK, MANIFEST):
+            (out / name).unlink(missing_ok=True)
+        if (out / CHUNKS).is_dir():
+            (out / CHUNKS).rmdir()
+        d = out
+        while True:
+            d.rmdir()  # only empty directories
+            if d == root:
+                break
+            d = d.parent
 
 
 def run(
@@ -333,6 +369,9 @@ def _finish(generator, job: GenerateJob, identity: dict, session: dict, state: d
 
     out, plan = job.out, job.plan
     manifest = _read_manifest(out)  # written by _prepare; this session is its last entry
+    if state["samples_ok"]:
+        _finish_pngs_only(job, manifest, session, timing)
+        return
     records = _collect_records(out, plan, state["run_id"])
     pack_seconds = 0.0
     artefacts = dict(manifest.get("artefacts") or {})
@@ -352,7 +391,8 @@ def _finish(generator, job: GenerateJob, identity: dict, session: dict, state: d
         png_seconds=round(timing["png_seconds"], 3),
         chunks_generated=len(state["pending"]),
         chunks_reused=state["reused"],
-        chunks_regenerated=state["damaged"],
+        chunks_regenerated=len(state["damaged"]),
+        chunks_regenerated_indices=state["damaged"],
         images_per_second=round(generated / sample_seconds, 4) if generated and sample_seconds > 0 else None,
         env=env.collect(job.device),
     )
@@ -405,6 +445,27 @@ def _finish(generator, job: GenerateJob, identity: dict, session: dict, state: d
                                             random_weights=bool(generator.random_weights)))
 
 
+def _finish_pngs_only(job: GenerateJob, manifest: dict, session: dict, timing: dict) -> None:
+    """A finished run that only gained PNGs: record the png artefact and this session; the packed samples, chunk
+    timings and result.json's numbers stay those of the session that made them (result.json only gains png_dir)."""
+    from varbench import results
+
+    out, plan = job.out, job.plan
+    artefacts = dict(manifest.get("artefacts") or {})
+    artefacts["png"] = {"dir": PNGS, "count": plan.num_samples, "name_format": PNG_NAME}
+    session.update(finished=_now(), wall_seconds=round(time.perf_counter() - timing["t_start"], 3),
+                   png_seconds=round(timing["png_seconds"], 3), pngs_only=True)
+    manifest.update(artefacts=artefacts, sessions=[*manifest["sessions"][:-1], session])
+    atomic.write_json(out / MANIFEST, manifest)
+    try:
+        result = results.load(out / RESULT, "generate")
+    except VarbenchError as e:
+        log.warning("%s; left as it is (the PNGs are recorded in %s)", e, out / MANIFEST)
+        return
+    result["results"]["png_dir"] = str(out / PNGS)
+    results.save(out / RESULT, result)
+
+
 def _outcome(job: GenerateJob, generator, state: dict, timing: dict) -> GenerateOutcome:
     generated, sample_seconds = timing["generated"], timing["sample_seconds"]
     return GenerateOutcome(
@@ -421,6 +482,7 @@ def _outcome(job: GenerateJob, generator, state: dict, timing: dict) -> Generate
         images_per_second=generated / sample_seconds if generated and sample_seconds > 0 else 0.0,
         random_weights=bool(generator.random_weights),
         already_complete=state["all_done"],
+        pngs_only=state["samples_ok"] and not state["all_done"],
     )
 
 

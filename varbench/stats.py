@@ -116,7 +116,9 @@ def save(stats: ReferenceStats, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike) -> ReferenceStats:
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        from varbench.images import load_npz
+
+        with load_npz(path, "reference-statistics npz") as z:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise VarbenchError(f"reference statistics not found: {path}") from None

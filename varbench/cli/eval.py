@@ -31,7 +31,8 @@ def fid(
     kid_subset_size: int = typer.Option(1000, "--kid-subset-size", help="Rows per KID subset."),
     kid_seed: int = typer.Option(2020, "--kid-seed", help="Seed of the KID subsets (torch-fidelity's default)."),
     no_feature_cache: bool = typer.Option(False, "--no-feature-cache", help="Recompute sample features."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results JSON here (a new file)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ) -> None:
     """Score SAMPLES against a reference with the ADM evaluator's protocol (PyTorch, TF32 off).
 
@@ -39,7 +40,10 @@ def fid(
     """
     from varbench import dist, evaluate, results
     from varbench.cli import render
+    from varbench.errors import VarbenchError
 
+    if json_out is not None and json_out.exists() and not overwrite:
+        raise VarbenchError(f"--json {json_out} already exists; give a new path or pass --overwrite to replace it")
     config = evaluate.EvalConfig(
         metrics=tuple(str_list(metrics) or ()), backend=backend, batch_size=batch_size,
         device=dist.resolve_device(device, dist.DistInfo.from_env()), dtype=dtype, fid_method=fid_method,

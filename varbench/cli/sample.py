@@ -122,6 +122,11 @@ def _settings(info, o: dict) -> dict:
             raise VarbenchError(f"--{bad[0].replace('_', '-')} applies to LlamaGen models, not {spec.name}")
     elif spec.family in ("llamagen", "raster") and "more_smooth" in user:
         raise VarbenchError(f"--more-smooth applies to VAR models, not {spec.name}")
+    if spec.family == "noise":
+        unused = [k for k in SAMPLING_KEYS if k in user] + (["image_size"] if o["image_size"] is not None else [])
+        if unused:
+            raise VarbenchError(f"--{unused[0].replace('_', '-')} does not apply to {spec.name} (seeded noise, no "
+                                "model: it takes no sampling or size options); drop it")
     if spec.family == "var" and o["image_size"] is not None:
         raise VarbenchError(
             f"--image-size applies to LlamaGen models; {spec.name} has a fixed size ({spec.resolution} px)"
@@ -260,6 +265,7 @@ def _run(info, s: dict) -> None:
 
     dist.init(info, s["device"])
     bars = _Bars(info)
+    new_root = sampler.created_root(s["out"]) if info.is_main else None
     try:
 
         def checks() -> dict:
@@ -271,6 +277,9 @@ def _run(info, s: dict) -> None:
         options = {**s["sampling"], **s["build_extra"]}
         gen = generator.build(s["spec"], paths, device=s["device"], dtype=s["dtype"], **options)
         outcome = sampler.run(gen, _job(s, paths), info, progress=bars)
+    except BaseException:
+        sampler.remove_if_unused(s["out"], new_root)  # a run that failed before any chunk leaves no new directory
+        raise
     finally:
         bars.close()
         dist.destroy()
@@ -280,6 +289,10 @@ def _run(info, s: dict) -> None:
     where = outcome.samples
     if outcome.already_complete:
         render.info(f"{where} is already complete ({outcome.num_samples:,} samples); nothing to do")
+        return
+    if outcome.pngs_only:
+        render.info(f"{where} was already complete ({outcome.num_samples:,} samples, unchanged); wrote PNGs to "
+                    f"{outcome.png_dir} ({outcome.seconds:.1f} s)")
         return
     made = f"{outcome.chunks_generated} chunk(s) made, {outcome.chunks_reused} reused"
     rate = f", {outcome.images_per_second:.2f} img/s" if outcome.images_per_second else ""
@@ -319,8 +332,13 @@ def _launch(s: dict, o: dict, nproc: int) -> None:
     """Check the directory and weights once, then rerun this command under torchrun with ``nproc`` processes."""
     from varbench import sampler
 
-    sampler.preflight(_job(s, {}))
-    _resolve_weights(s["spec"], s["paths"])  # download once, before the workers start
+    new_root = sampler.created_root(s["out"])
+    try:
+        sampler.preflight(_job(s, {}))
+        _resolve_weights(s["spec"], s["paths"])  # download once, before the workers start
+    except BaseException:
+        sampler.remove_if_unused(s["out"], new_root)
+        raise
     args = ["--seed", str(o["seed"]), "--rng", o["rng"], "--dtype", o["dtype"], "--device", o["device"]]
     args += ["--out", str(s["out"]), "--png" if o["png"] else "--no-png"]
     for key in ("model", "var_ckpt", "vae_ckpt", "patch_nums", "gpt_ckpt", "vq_ckpt", "image_size", "num_samples",

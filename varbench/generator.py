@@ -212,7 +212,6 @@ class VarGenerator:
 def build_var(spec: GeneratorSpec, weight_paths: dict, device: str = "cpu", dtype: str = "fp32", patch_nums=None,
               **sampling):
     """Build a VarGenerator: random init for ``*_test`` entries, else checkpoints resolved by ``varbench.weights``."""
-
     from varbench import dist, weights
     from varbench.models import convert
     from varbench.models.var import VAR, VARConfig

@@ -153,6 +153,16 @@ def pixel_rule(generator) -> str:
     return generator.describe().get("pixel_rule") or UINT8_RULE
 
 
+def _refuse_foreign_dir(out: Path, overwrite: bool) -> None:
+    """A directory with files but no varbench manifest is someone else's: refuse it unless --overwrite."""
+    strangers = _foreign_entries(out)
+    if strangers and not overwrite:
+        raise VarbenchError(
+            f"--out {out} is not empty ({strangers[0]}, ...) and holds no varbench run; "
+            "choose a new directory (or pass --overwrite to write varbench files into it)"
+        )
+
+
 def preflight(job: GenerateJob) -> None:
     """Cheap checks before a model is built: the directory is writable and holds no different run."""
     out = job.out
@@ -160,12 +170,7 @@ def preflight(job: GenerateJob) -> None:
         raise VarbenchError(f"--out {out} is a file, not a directory; choose a directory")
     manifest = _read_manifest(out)
     if manifest is None:
-        strangers = _foreign_entries(out)
-        if strangers and not job.overwrite:
-            raise VarbenchError(
-                f"--out {out} is not empty ({strangers[0]}, ...) and holds no varbench run; "
-                "choose a new directory (or pass --overwrite to write varbench files into it)"
-            )
+        _refuse_foreign_dir(out, job.overwrite)
     elif not job.overwrite:
         _refuse_if_different(out, manifest.get("identity", {}).get("job"), job_identity(job))
     with atomic.os_errors(out):
@@ -264,12 +269,7 @@ def _prepare(generator, job: GenerateJob, identity: dict, run_id: str, session: 
     out, plan = job.out, job.plan
     manifest = _read_manifest(out)
     if manifest is None:
-        strangers = _foreign_entries(out)
-        if strangers and not job.overwrite:
-            raise VarbenchError(
-                f"--out {out} is not empty ({strangers[0]}, ...) and holds no varbench run; "
-                "choose a new directory (or pass --overwrite to write varbench files into it)"
-            )
+        _refuse_foreign_dir(out, job.overwrite)
         _remove_owned(out)  # with --overwrite: stale varbench-named files of an unknown run
     elif manifest.get("run_id") != run_id:
         if not job.overwrite:

@@ -102,6 +102,15 @@ def _mid(channels: int) -> nn.Module:
     return mid
 
 
+def _run_stage(stage: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """The ResnetBlocks of one resolution level, each followed by its AttnBlock where the level has them."""
+    for i, block in enumerate(stage.block):
+        h = block(h)
+        if len(stage.attn):
+            h = stage.attn[i](h)
+    return h
+
+
 def _run_mid(mid: nn.Module, h: torch.Tensor) -> torch.Tensor:
     return mid.block_2(mid.attn_1(mid.block_1(h)))
 
@@ -132,10 +141,7 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
         for stage in self.down:
-            for i, block in enumerate(stage.block):
-                h = block(h)
-                if len(stage.attn):
-                    h = stage.attn[i](h)
+            h = _run_stage(stage, h)
             if hasattr(stage, "downsample"):
                 h = stage.downsample(h)
         h = _run_mid(self.mid, h)
@@ -170,10 +176,7 @@ class Decoder(nn.Module):
         h = _run_mid(self.mid, self.conv_in(z))
         for level in reversed(range(len(self.up))):
             stage = self.up[level]
-            for i, block in enumerate(stage.block):
-                h = block(h)
-                if len(stage.attn):
-                    h = stage.attn[i](h)
+            h = _run_stage(stage, h)
             if hasattr(stage, "upsample"):
                 h = stage.upsample(h)
         return self.conv_out(F.silu(self.norm_out(h)))

@@ -95,10 +95,30 @@ def test_cfg_mix_and_filters_match_official_distributions(gold, tiny, run):
         torch.testing.assert_close(torch.logsumexp(mixed[:, step].double(), -1),
                                    r["logits_into_sample_logsumexp"][step][:, 0], rtol=0, atol=1e-4)
     probs = filtered_probs(mixed.reshape(512, -1), s).reshape(2, 256, -1)
-    torch.testing.assert_close(probs.gather(-1, tokens[..., None])[..., 0], r["chosen_prob"], rtol=1e-4, atol=1e-6)
-    if "n_nonzero_probs" in r:
-        assert torch.equal((probs > 0).sum(-1), r["n_nonzero_probs"])
-        torch.testing.assert_close(probs.max(-1).values, r["max_prob"], rtol=1e-4, atol=1e-6)
+    chosen = probs.gather(-1, tokens[..., None])[..., 0]
+    # logits agree to ~1e-5, so where the nucleus mass of some prefix lies within that of top_p the last token can
+    # fall on either side (seen on AVX2 CPUs); everywhere else the kept set and the probabilities must match
+    kept, want_kept = (probs > 0).sum(-1), r.get("n_nonzero_probs")
+    differs = ((chosen == 0) != (r["chosen_prob"] == 0)) | (kept != want_kept if want_kept is not None else False)
+    ok = ~(differs & _at_top_p_boundary(mixed, s))
+    assert (~ok).sum() <= 8  # of 512 steps
+    torch.testing.assert_close(chosen[ok], r["chosen_prob"][ok], rtol=1e-4, atol=1e-6)
+    if want_kept is not None:
+        assert torch.equal(kept[ok], want_kept[ok])
+        torch.testing.assert_close(probs.max(-1).values[ok], r["max_prob"][ok], rtol=1e-4, atol=1e-6)
+
+
+def _at_top_p_boundary(logits: torch.Tensor, s: RasterSampling, tol: float = 3e-5) -> torch.Tensor:
+    """(B, T) bool: some prefix of the sorted distribution has a mass within ``tol`` of top_p."""
+    if not 0 < s.top_p < 1:
+        return torch.zeros(logits.shape[:-1], dtype=torch.bool)
+    probs = torch.softmax(logits.double() / max(s.temperature, 1e-5), dim=-1)
+    if s.top_k > 0:
+        kth = probs.topk(s.top_k, dim=-1).values[..., -1:]
+        probs = torch.where(probs < kth, 0.0, probs)
+        probs = probs / probs.sum(-1, keepdim=True)
+    mass = probs.sort(dim=-1, descending=True).values.cumsum(-1)
+    return ((mass - s.top_p).abs() < tol).any(-1)
 
 
 def test_cfg_interval_guides_tokens_0_to_k_plus_1():

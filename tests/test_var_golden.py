@@ -34,10 +34,12 @@ def test_vae_encode_quantize_decode_256():
     with torch.inference_mode():
         f = vae.encode_latent(x)
         close(f, ref["f_latent"], ATOL_LATENT, "f_latent")
-        tokens = vae.quantize.latent_to_tokens(f)
+        # tokens from the golden latent: a latent within 1e-5 of it can legitimately flip a nearest-code near-tie
+        # (seen on AVX2 CPUs: one code at scale 9), so the quantizer is checked exactly on the recorded input
+        tokens = vae.quantize.latent_to_tokens(ref["f_latent"])
         for si, (a, b) in enumerate(zip(tokens, ref["idx_Bl"])):
             assert torch.equal(a, b), f"tokens differ at scale {si}"
-        per_scale = vae.quantize.latent_to_tokens(f, return_fhat=True)
+        per_scale = vae.quantize.latent_to_tokens(ref["f_latent"], return_fhat=True)
         for si, fh in enumerate(per_scale):
             close(fh, ref["fhat_per_scale"][:, si], ATOL_LATENT, f"f_hat after scale {si}")
         close(vae.quantize.teacher_forcing_input(ref["idx_Bl"]), ref["var_input_teacher_forcing"], ATOL_LATENT, "tf input")

@@ -1,7 +1,7 @@
 """Official LlamaGen checkpoints -> our modules: key clean-up, architecture inference, strict loading.
 
 The released files are plain state dicts under ``model`` (DDP runs), ``module`` or ``state_dict``, or raw consolidated
-dicts (FSDP runs: XXL, 3B); ``varbench.weights.load_state_dict`` unwraps all of them.  Our key names are the official
+dicts (FSDP runs: XXL, 3B); ``varbench.checkpoint.load_state_dict`` unwraps all of them.  Our key names are the official
 ones, so conversion only drops entries that are not weights (a RoPE table or causal mask saved as an attribute,
 KV-cache buffers left by ``setup_caches``) and then checks every remaining key and shape strictly.
 """
@@ -14,10 +14,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from baselines.llamagen import GPT, GPTConfig
-from baselines.vq16 import VQConfig, VQModel
-from varbench.errors import VarbenchError
-from varbench.weights import check_keys_and_shapes
+from varbench.baselines.llamagen import GPT, GPTConfig
+from varbench.baselines.vq16 import VQConfig, VQModel
+from varbench.errors import VarbenchError, check_state_dict
 
 # Entries some GPT checkpoints may carry that are not weights of the model.
 _GPT_NON_WEIGHTS = re.compile(r"(^|\.)(freqs_cis|causal_mask)$|\.kv_cache\.[kv]_cache$")
@@ -52,11 +51,12 @@ def infer_gpt_config(sd: Mapping[str, torch.Tensor], grid: int, what: str = "GPT
     n_layer = max(layer_ids) + 1
     n_head = n_head or _KNOWN_HEADS.get(dim)
     if n_head is not None and dim % n_head:
-        raise VarbenchError(f"{what}: width {dim} is not divisible by {n_head} heads")
+        raise VarbenchError(f"{what}: width {dim} is not divisible by {n_head} heads; pass --num-heads N with N "
+                            f"dividing {dim}")
     if n_head is None:
         if dim % 64:
             raise VarbenchError(f"{what}: cannot infer the number of heads for width {dim} (not a released size "
-                                "and not a multiple of 64)")
+                                "and not a multiple of 64); pass --num-heads N")
         n_head = dim // 64
     cfg = GPTConfig(dim=dim, n_layer=n_layer, n_head=n_head, vocab_size=vocab, num_classes=cls.shape[0] - 1, grid=grid)
     if w1.shape[0] != cfg.ffn_hidden:
@@ -92,7 +92,7 @@ def load_into(model: nn.Module, sd: Mapping[str, torch.Tensor], what: str) -> nn
 
     Keys and shapes are checked first, so a bad file fails with one line listing missing/unexpected/mis-shaped keys.
     """
-    check_keys_and_shapes(model.state_dict(), sd, what)
+    check_state_dict(model.state_dict(), sd, what)
     model.load_state_dict({k: v.to("cpu", torch.float32) for k, v in sd.items()}, strict=True, assign=True)
     return model
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from baselines.llamagen import GPTConfig
-from baselines.vq16 import VQConfig
+from varbench.baselines.llamagen import GPTConfig
+from varbench.baselines.vq16 import VQConfig
 
 TWIN_DEPTHS = (16, 20, 24, 30)
 TWIN_GRIDS = {256: 16, 512: 32}

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from varbench import generator as gen_mod  # noqa: E402
 from varbench import results, zoo  # noqa: E402
 from varbench.errors import VarbenchError  # noqa: E402
-from varbench.flops import Arch, var_flops  # noqa: E402
+from varbench.speed.flops import Arch, var_flops  # noqa: E402
 from varbench.generator import sample_seed  # noqa: E402
 
 

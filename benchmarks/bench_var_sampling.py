@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from varbench import atomic, env  # noqa: E402
 from varbench.generator import random_init_  # noqa: E402
-from varbench.models.generate import SampleConfig, decode_images, sample  # noqa: E402
+from varbench.models.sample import SampleConfig, decode_images, sample  # noqa: E402
 from varbench.models.var import VAR, VARConfig  # noqa: E402
 from varbench.models.vqvae import VQVAE, VQVAEConfig  # noqa: E402
 

@@ -26,11 +26,15 @@ def _offline_env(tmp_path_factory):
             os.environ[k] = v
 
 
+class BlockedNetwork(ConnectionRefusedError):
+    """What a test sees when code reaches beyond loopback (an OSError, like a real unreachable network)."""
+
+
 class _NoNetwork(socket.socket):
     def connect(self, address):  # noqa: D401
         if isinstance(address, tuple) and address and str(address[0]).startswith(("127.", "localhost", "::1")):
             return super().connect(address)
-        raise RuntimeError(f"network access attempted in a test: {address!r}")
+        raise BlockedNetwork(f"network access attempted in a test: {address!r}")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -57,3 +61,11 @@ def one_thread(_threads):
 
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="session")
+def real_runs(tmp_path_factory, _offline_env):
+    """Real outputs of generate -> ref -> fid -> speed on the tiny models (tests/pipeline.py), made once."""
+    import pipeline
+
+    return pipeline.make(tmp_path_factory.mktemp("pipeline"))

@@ -12,8 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import inception_random
-from varbench import stats
-from varbench.weights import sha256_file
+from varbench.evaluate import reference as stats
+from varbench.files import sha256_file
 from varbench.cli.app import app
 from varbench.features import inception
 from varbench.metrics import fid as fid_metric
@@ -85,26 +85,27 @@ def test_ref_build_then_fid_end_to_end(generated, toy_ref, weights, tmp_path):
     shown = run("fid", generated, "--ref", "toy", "--inception-weights", weights, *SMALL, "--json", out)
     assert "FID (fid)" in shown.stdout and "sFID" in shown.stdout
     result = json.loads(out.read_text())
-    res = result["results"]
-    assert result["kind"] == "fid" and result["schema_version"] == 1
+    res, p = result["results"], result["protocol"]
+    assert result["kind"] == "fid" and result["schema_version"] == 2
     assert result["random_weights"] is True  # var_test samples and non-official Inception weights
     assert set(res["metrics"]) == {"fid", "sfid", "is_mean", "is_std", "precision", "recall", "kid_mean", "kid_std"}
     assert all(np.isfinite(v) for v in res["metrics"].values())
     cfg = result["config"]
     assert cfg["metrics"] == ["fid", "sfid", "is", "pr", "kid"] and cfg["dtype"] == "fp32"
     assert cfg["kid_subset_size"] == 6 and cfg["pr_distance"] == "fp32" and cfg["device"] == "cpu"
-    made = cfg["generate"]  # from the generate directory's manifest: what a report needs to find published numbers
-    assert made["model"] == "var_test" and made["sampling"]["cfg"] == 1.5 and made["random_weights"] is True
-    from varbench import report
-
-    assert report.describe(result)["model"] == "var_test" and report.describe(result)["cfg"] == 1.5
+    # how the samples were made, from the generate directory's result: what a report needs to find published numbers
+    assert p["model"]["name"] == "var_test" and p["model"]["random_weights"] is True
+    assert p["sampling"]["cfg"] == 1.5 and p["sampling"]["guidance_rule"] == "var_ramp"
+    assert p["labels"]["scheme"] == "explicit" and p["seeds"]["rng"] == "per-sample"
     arr = np.load(generated / "samples.npz")["arr_0"]
-    assert res["samples"]["sha256"] == hashlib.sha256(arr.tobytes()).hexdigest()
-    assert res["samples"]["resolution"] == [64, 64] and res["samples"]["n"] == 12
-    assert res["reference"]["sha256"] == toy_ref.source_sha256 and res["reference"]["extractor_id"] == ex.id
-    assert res["extractor"]["id"] == ex.id and res["float32_precision"]["cudnn_conv_fp32_precision"] == "ieee"
+    assert p["samples"]["sha256"] == hashlib.sha256(arr.tobytes()).hexdigest()
+    assert (p["samples"]["resolution"], p["samples"]["count"]) == (64, 12)
+    assert p["reference"]["source_sha256"] == toy_ref.source_sha256 and p["reference"]["extractor_id"] == ex.id
+    assert p["reference"]["batch"] is None and p["reference"]["origin"] == "computed"
+    assert p["extractor"]["id"] == ex.id and p["arithmetic"]["float32"]["cudnn_conv_fp32_precision"] == "ieee"
+    assert p["arithmetic"]["precision"].startswith("fp32 squared distances") and "eig" in p["arithmetic"]["fid"]
     assert result["env"]["torch"]
-    warnings = " ".join(res["warnings"])
+    warnings = " ".join(result["warnings"])
     assert "rank-deficient" in warnings and "class-sorted" in warnings  # labels 1..12 in order
 
     # the numbers are the pure functions applied to the cached features and the reference
@@ -235,7 +236,7 @@ def test_nan_features_are_refused(tmp_path_factory, tmp_path):
 
 
 def test_grayscale_and_palette_are_converted(tmp_path):
-    from varbench import images
+    from varbench.evaluate import samples as images
 
     imgs = inception_random.images(2, 16, 16)
     folder = save_pngs(tmp_path / "gray", imgs, mode="L")
@@ -254,9 +255,11 @@ def test_single_other_backend_skips_our_features(toy_ref, weights, tmp_path):
     out = tmp_path / "cf.json"
     run("fid", tmp_path / "four.npz", "--ref", "toy", "--inception-weights", weights, "--device", "cpu",
         "--backend", "clean-fid", "--metrics", "kid", "--kid-subset-size", "4", "--kid-subsets", "3", "--json", out)
-    res = json.loads(out.read_text())["results"]
+    result = json.loads(out.read_text())
+    res = result["results"]
     assert res["backend"] == "clean-fid" and set(res["metrics"]) == {"kid_mean"} and res["features"] is None
-    assert res["samples"]["sha256"] == hashlib.sha256(imgs.tobytes()).hexdigest()
+    assert result["protocol"]["samples"]["sha256"] == hashlib.sha256(imgs.tobytes()).hexdigest()
+    assert result["protocol"]["model"] is None  # a bare npz: nothing says how it was made
 
 
 def test_npy_or_text_named_npz_is_one_line(tmp_path, toy_ref, weights):
@@ -274,14 +277,19 @@ def test_npy_or_text_named_npz_is_one_line(tmp_path, toy_ref, weights):
     assert not stats.path_for("fromnpy").exists()
 
 
-def test_scoring_samples_npz_keeps_generate_metadata(generated, toy_ref, weights, tmp_path):
+@pytest.mark.parametrize("what", ["samples.npz", "png"])
+def test_scoring_a_generate_dirs_npz_or_png_folder_keeps_its_protocol(generated, toy_ref, weights, tmp_path, what):
+    if what == "png":
+        run("generate", "--model", "var_test", "--labels", ",".join(str(i) for i in range(1, 13)), "--png",
+            "--out", generated)
     out = tmp_path / "fid.json"
-    run("fid", generated / "samples.npz", "--ref", "toy", "--inception-weights", weights, *SMALL,
+    run("fid", generated / what, "--ref", "toy", "--inception-weights", weights, *SMALL,
         "--metrics", "fid", "--json", out)
     result = json.loads(out.read_text())
     assert result["random_weights"] is True
-    made = result["config"]["generate"]
-    assert made["model"] == "var_test" and made["sampling"]["cfg"] == 1.5 and made["random_weights"] is True
+    p = result["protocol"]
+    assert p["model"]["name"] == "var_test" and p["model"]["random_weights"] is True
+    assert p["sampling"]["cfg"] == 1.5 and p["samples"]["kind"] == ("folder" if what == "png" else "npz")
 
 
 def test_fid_json_refuses_an_existing_file_before_any_work(generated, toy_ref, weights, tmp_path, monkeypatch):

@@ -6,9 +6,11 @@ import itertools
 
 import pytest
 
-from varbench import flops as F
-from varbench.speed import var_schedule
-from varbench.zoo import PATCH_NUMS_256, PATCH_NUMS_512
+from varbench.speed import flops as F
+from varbench.models.var import SCHEDULES
+from varbench.models.var import patch_schedule as var_schedule
+
+PATCH_NUMS_256, PATCH_NUMS_512 = SCHEDULES[16], SCHEDULES[32]
 
 D16 = F.Arch(width=1024, depth=16, vocab=4096)  # VAR-d16 shape and a same-size raster AR, VAR's vocabulary
 GFLOP = 1e9

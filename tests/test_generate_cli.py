@@ -60,7 +60,8 @@ def test_readme_quickstart_command_runs_as_written(tmp_path, monkeypatch):
         assert f["arr_0"].std() > 0
     manifest = json.loads((tmp_path / "runs" / "quickstart" / "manifest.json").read_text())
     assert manifest["random_weights"] is True and manifest["model"]["name"] == "var_test"
-    assert manifest["sampling"] == {"cfg": 1.5, "more_smooth": False, "top_k": 900, "top_p": 0.96}
+    assert manifest["sampling"]["settings"] == {"cfg": 1.5, "more_smooth": False, "top_k": 900, "top_p": 0.96}
+    assert manifest["sampling"]["guidance_rule"] == "var_ramp" and manifest["sampling"]["last_step_weight"] == 2.5
     result = json.loads((tmp_path / "runs" / "quickstart" / "result.json").read_text())
     assert result["kind"] == "generate" and result["random_weights"] is True
 
@@ -96,11 +97,16 @@ def test_var_test_official_mode_uses_one_batch_per_chunk(tmp_path):
         (["--model", "noise_test", "--dtype", "fp8"], ["unknown --dtype"]),
         (["--model", "var_test", "--top-p", "2"], ["--top-p must be in [0, 1]"]),
         (["--model", "noise_test", "--cfg", "2"], ["--cfg does not apply to noise_test"]),
-        (["--model", "noise_test", "--image-size", "128"], ["--image-size does not apply to noise_test"]),
+        (["--model", "noise_test", "--image-size", "128"], ["--image-size applies to LlamaGen models; noise_test"]),
         (["--model", "noise_test", "--no-more-smooth"], ["--more-smooth does not apply to noise_test"]),
-        (["--model", "var_test", "--temperature", "0.9"], ["--temperature applies to LlamaGen"]),
+        (["--model", "var_test", "--temperature", "0.9"], ["--temperature does not apply to var_test",
+                                                            "var models take --cfg, --top-k"]),
         (["--model", "var_test", "--patch-nums", "1,2,4"], ["--patch-nums describes a custom VAR"]),
-        (["--model", "llamagen_test", "--more-smooth"], ["--more-smooth applies to VAR models"]),
+        (["--model", "llamagen_test", "--more-smooth"], ["--more-smooth does not apply to llamagen_test"]),
+        (["--model", "var_test", "--top-k", "-1"], ["--top-k must be an integer >= 0"]),
+        (["--model", "var_test", "--labels", ""], ["--labels is empty"]),
+        (["--model", "var_test", "--labels", "1,,2"], ["--labels is empty or has an empty item"]),
+        (["--model", "var_test", "--threads", "0"], ["--threads must be at least 1"]),
         (["--model", "var_test", "--image-size", "256"], ["--image-size applies to LlamaGen"]),
         (["--model", "var_test", "--var-ckpt", "x.pth"], ["--var-ckpt does not apply to var_test"]),
         (["--var-ckpt", "x.pth"], ["--var-ckpt needs --vae-ckpt"]),
@@ -216,7 +222,7 @@ def die():
 
 
 if kind == "batch":  # killed inside generate() of the arg-th batch
-    from varbench.generator import NoiseGenerator
+    from varbench.generators.noise import NoiseGenerator
 
     real_generate, calls = NoiseGenerator.generate, []
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from baselines.convert import clean_gpt_state_dict, infer_gpt_config, infer_vq_config
-from baselines.generator import build_llamagen
-from baselines.llamagen import GPT, GPT_SIZES, GPTConfig, gpt_config
-from baselines.recipe import fill_with_recipe
-from baselines.vq16 import VQConfig, VQModel
-from varbench import zoo
+from varbench.baselines.convert import clean_gpt_state_dict, infer_gpt_config, infer_vq_config
+from varbench.generators.protocol import build
+from varbench.generators.sampling import resolve
+from varbench.baselines.llamagen import GPT, GPT_SIZES, GPTConfig, gpt_config
+from varbench.recipe import fill_with_recipe
+from varbench.baselines.vq16 import VQConfig, VQModel
+from varbench.generators import zoo
 from varbench.errors import VarbenchError
 
 TINY = GPTConfig(dim=64, n_layer=2, n_head=4)
@@ -28,10 +29,17 @@ class Evil:
     """Any class outside the safe loader's allowlist is refused (weights_only=True)."""
 
 
-def custom_spec(**arch) -> zoo.GeneratorSpec:
-    """The spec `varbench generate --gpt-ckpt F --vq-ckpt F --image-size N` builds."""
-    return zoo.GeneratorSpec(name="custom_llamagen", family="llamagen", builder="baselines.generator:build_llamagen",
-                             resolution=256, params=0, arch={"infer": True, **arch})
+def custom_spec() -> zoo.GeneratorSpec:
+    """The spec `varbench generate --gpt-ckpt F --vq-ckpt F` builds."""
+    return zoo.custom_llamagen(256)
+
+
+def build_llamagen(spec, paths, *, n_head=None, image_size=None, dtype="fp32", use_kv_cache=True, **sampling):
+    """As `varbench generate` builds it: sampling options checked against the spec's defaults."""
+    options = {"image_size": image_size, "use_kv_cache": use_kv_cache}
+    if spec.config is None:
+        options["num_heads"] = n_head
+    return build(spec, paths, dtype=dtype, sampling=resolve(spec, sampling), **options)
 
 
 def recipe_sd(cls, cfg, seed) -> dict:
@@ -77,7 +85,7 @@ def error_line(excinfo) -> str:
 @pytest.mark.parametrize("wrapping", ["gpt_model", "gpt_module", "gpt_state_dict", "gpt_raw", "gpt_ddp_prefix",
                                       "gpt_with_extras"])
 def test_every_official_wrapping_loads_strictly(files, wrapping):
-    g = build_llamagen(custom_spec(n_head=4), {"gpt": files[wrapping], "vq": files["vq"]}, image_size=256)
+    g = build_llamagen(custom_spec(), {"gpt": files[wrapping], "vq": files["vq"]}, n_head=4, image_size=256)
     sd = g.gpt.state_dict()
     assert sd.keys() == files["gpt_sd"].keys()
     assert all(torch.equal(sd[k], files["gpt_sd"][k]) for k in sd)
@@ -89,7 +97,7 @@ def test_every_official_wrapping_loads_strictly(files, wrapping):
 def test_custom_files_reproduce_the_fixture_images(files):
     """Architecture inferred from the files (+ n_head, which shapes cannot tell): same images as the official code."""
     ref = torch.load(Path(__file__).parent / "fixtures" / "llamagen" / "goldens_vq.pt", weights_only=True)
-    g = build_llamagen(custom_spec(n_head=4), {"gpt": files["gpt_model"], "vq": files["vq"]}, image_size=256,
+    g = build_llamagen(custom_spec(), {"gpt": files["gpt_model"], "vq": files["vq"]}, n_head=4, image_size=256,
                        cfg=4.0, top_k=2000)
     assert g.gpt.config == TINY and g.vq.config == REDUCED_VQ and g.resolution == 256
     images = g.generate_official([3, 980], 0)
@@ -155,7 +163,7 @@ def test_swapped_or_foreign_files(files):
     with pytest.raises(VarbenchError, match="is it a LlamaGen"):
         build_llamagen(custom_spec(), {"gpt": var_like, "vq": files["vq"]})
     with pytest.raises(VarbenchError, match="is it a LlamaGen VQ tokenizer"):
-        build_llamagen(custom_spec(n_head=4), {"gpt": files["gpt_raw"], "vq": var_like})
+        build_llamagen(custom_spec(), {"gpt": files["gpt_raw"], "vq": var_like})
 
 
 def test_vocabulary_mismatch(files):
@@ -163,7 +171,7 @@ def test_vocabulary_mismatch(files):
     vq["quantize.embedding.weight"] = torch.randn(4096, 8)
     path = save(files, "vq_4096", vq)
     with pytest.raises(VarbenchError, match="predicts 16384 tokens but .* has 4096 codes") as e:
-        build_llamagen(custom_spec(n_head=4), {"gpt": files["gpt_raw"], "vq": path})
+        build_llamagen(custom_spec(), {"gpt": files["gpt_raw"], "vq": path})
     error_line(e)
 
 
@@ -189,39 +197,48 @@ def test_custom_needs_both_files_and_good_options(files):
         build_llamagen(custom_spec(), {"gpt": files["gpt_raw"]})
     with pytest.raises(VarbenchError, match="multiple of 16"):
         build_llamagen(custom_spec(), {"gpt": files["gpt_raw"], "vq": files["vq"]}, image_size=250)
-    with pytest.raises(VarbenchError, match="unknown option.*foo"):
+    with pytest.raises(VarbenchError, match="--foo does not apply"):
         build_llamagen(custom_spec(), {"gpt": files["gpt_raw"], "vq": files["vq"]}, foo=1)
-    with pytest.raises(VarbenchError, match="top_p"):
-        build_llamagen(custom_spec(), {"gpt": files["gpt_raw"], "vq": files["vq"]}, top_p=0.0)
-    with pytest.raises(VarbenchError, match="must be numbers"):
+    with pytest.raises(VarbenchError, match="--more-smooth does not apply"):
+        build_llamagen(custom_spec(), {"gpt": files["gpt_raw"], "vq": files["vq"]}, more_smooth=True)
+    with pytest.raises(VarbenchError, match=r"--top-p must be in \[0, 1\]"):
+        build_llamagen(custom_spec(), {"gpt": files["gpt_raw"], "vq": files["vq"]}, top_p=1.5)
+    with pytest.raises(VarbenchError, match="--cfg must be a number"):
         build_llamagen(custom_spec(), {"gpt": files["gpt_raw"], "vq": files["vq"]}, cfg="strong")
-    with pytest.raises(VarbenchError, match="not divisible by 5 heads"):
-        build_llamagen(custom_spec(n_head=5), {"gpt": files["gpt_raw"], "vq": files["vq"]})
+    with pytest.raises(VarbenchError, match="not divisible by 5 heads.*--num-heads"):
+        build_llamagen(custom_spec(), {"gpt": files["gpt_raw"], "vq": files["vq"]}, n_head=5)
+    with pytest.raises(VarbenchError, match="cannot infer the number of heads.*--num-heads"):
+        narrow = {k: v for k, v in torch.load(files["gpt_raw"], weights_only=True).items()}
+        narrow = {k: (v[:, :40] if k.endswith("tok_embeddings.weight") else v) for k, v in narrow.items()}
+        odd = files["dir"] / "gpt_width40.pt"
+        torch.save(narrow, odd)
+        build_llamagen(custom_spec(), {"gpt": odd, "vq": files["vq"]})
 
 
-def test_zoo_weights_offline_miss_names_the_file():
-    with pytest.raises(VarbenchError, match="c2i_XL_384.pt is not cached.*--gpt-ckpt") as e:
+def test_zoo_weights_offline_miss_names_every_file():
+    with pytest.raises(VarbenchError, match="c2i_XL_384.pt, vq_ds16_c2i.pt not in .*--gpt-ckpt PATH --vq-ckpt PATH") as e:
         build_llamagen(zoo.get("llamagen_xl"), {})
     error_line(e)
 
 
 def test_bf16_and_options_pass_through(files):
-    g = build_llamagen(custom_spec(n_head=4), {"gpt": files["gpt_raw"], "vq": files["vq"]}, dtype="bf16",
+    g = build_llamagen(custom_spec(), {"gpt": files["gpt_raw"], "vq": files["vq"]}, n_head=4, dtype="bf16",
                        image_size=64, use_kv_cache=False, cfg=None, top_k=5)
     d = g.describe()
-    assert d["dtype"] == "bfloat16" and d["tokenizer"]["ch"] == 32 and d["use_kv_cache"] is False
+    assert d["dtype"] == "bf16" and d["tokenizer"]["ch"] == 32 and d["use_kv_cache"] is False
+    assert g.gpt.tok_embeddings.weight.dtype == torch.bfloat16
     assert d["sampling"]["top_k"] == 5 and d["grid"] == 4 and d["resize"].startswith("bicubic 64->256")
-    assert d["sampling"]["cfg_scale"] == 1.5  # custom files: sample_c2i_ddp.py's default cfg
+    assert d["sampling"]["cfg"] == 1.5  # custom files: sample_c2i_ddp.py's default cfg
     images = g.generate([1, 2], [11, 12])
     assert images.shape == (2, 256, 256, 3)
 
 
 def test_zoo_entries():
     b, xl = zoo.get("llamagen_b"), zoo.get("llamagen_xl")
-    assert (b.resolution, b.steps, b.arch["image_size"]) == (256, 256, 256)
-    assert (xl.resolution, xl.steps, xl.arch["image_size"]) == (256, 576, 384)
+    assert (b.resolution, b.steps, b.generated_resolution) == (256, 256, 256)
+    assert (xl.resolution, xl.steps, xl.generated_resolution) == (256, 576, 384)
     assert [w.filename for w in xl.weights] == ["c2i_XL_384.pt", "vq_ds16_c2i.pt"]
-    cfgs = {n: zoo.get(f"llamagen_{n}").sampling["cfg"] for n in ("b", "l", "xl", "xxl", "3b")}
+    cfgs = {n: zoo.get(f"llamagen_{n}").sampling.cfg for n in ("b", "l", "xl", "xxl", "3b")}
     assert cfgs == {"b": 2.0, "l": 2.0, "xl": 1.75, "xxl": 1.75, "3b": 1.65}
-    assert zoo.get("llamagen_3b").reported[0]["fid"] == 2.18
+    assert all(zoo.get(f"llamagen_{n}").sampling.guidance_rule == "constant" for n in cfgs)
     assert zoo.get("llamagen_test").random_init and not zoo.get("llamagen_b").random_init

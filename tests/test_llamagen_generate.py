@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.llamagen import GPT, GPTConfig, gpt_config
-from baselines.raster_generate import RasterSampling, cfg_mix, filtered_probs, guided, raster_generate
-from baselines.recipe import fill_with_recipe
-from varbench import zoo
+from varbench.baselines.llamagen import GPT, GPTConfig, gpt_config
+from varbench.baselines.sample import RasterSampling, cfg_mix, filtered_probs, guided, raster_generate
+from varbench.recipe import fill_with_recipe
+from varbench.generators import zoo
 from varbench.errors import VarbenchError
-from varbench.generator import Generator, build, sample_seed
+from varbench.generate.plan import sample_seed
+from varbench.generators.protocol import Generator, build
 
 HERE = Path(__file__).resolve().parent / "fixtures" / "llamagen"
 
@@ -38,7 +39,7 @@ def tiny(gold):
 
 
 def sampling_of(kwargs: dict) -> RasterSampling:
-    return RasterSampling(cfg_scale=kwargs["cfg_scale"], cfg_interval=kwargs["cfg_interval"],
+    return RasterSampling(cfg=kwargs["cfg_scale"], cfg_interval=kwargs["cfg_interval"],
                           temperature=kwargs["temperature"], top_k=kwargs["top_k"], top_p=kwargs["top_p"],
                           greedy=not kwargs["sample_logits"])
 
@@ -85,9 +86,9 @@ def test_cfg_mix_and_filters_match_official_distributions(gold, tiny, run):
     maximum and chosen-token probability match the official ones, and so do the logits handed to sampling."""
     r = gold["tiny_generate"]["runs"][run]
     labels, tokens, s = gold["tiny_generate"]["labels"], r["tokens"].long(), sampling_of(r["kwargs"])
-    if s.cfg_scale > 1:
+    if s.cfg > 1:
         both = tiny(torch.cat([labels, torch.full_like(labels, 1000)]), torch.cat([tokens, tokens])[:, :-1])
-        mixed = torch.stack([cfg_mix(both[:, t], 2, s.cfg_scale) if guided(s, t) else both[:2, t] for t in range(256)], 1)
+        mixed = torch.stack([cfg_mix(both[:, t], 2, s.cfg) if guided(s, t) else both[:2, t] for t in range(256)], 1)
     else:
         mixed = tiny(labels, tokens[:, :-1])
     for step, ref in r["logits_into_sample"].items():
@@ -122,10 +123,10 @@ def _at_top_p_boundary(logits: torch.Tensor, s: RasterSampling, tol: float = 3e-
 
 
 def test_cfg_interval_guides_tokens_0_to_k_plus_1():
-    s = RasterSampling(cfg_scale=4.0, cfg_interval=64)
+    s = RasterSampling(cfg=4.0, cfg_interval=64)
     assert [guided(s, t) for t in (0, 65, 66, 255)] == [True, True, False, False]
-    assert not guided(RasterSampling(cfg_scale=1.0), 0)
-    assert all(guided(RasterSampling(cfg_scale=1.5), t) for t in range(256))
+    assert not guided(RasterSampling(cfg=1.0), 0)
+    assert all(guided(RasterSampling(cfg=1.5), t) for t in range(256))
 
 
 def test_top_k_keeps_ties_and_top_p_keeps_the_crossing_token():
@@ -199,9 +200,9 @@ def test_per_sample_mode_rows_do_not_depend_on_the_batch():
 def test_llamagen_generator_describe_and_bad_labels(generator):
     d = generator.describe()
     assert d["family"] == "llamagen" and d["random_weights"] is True and "random" in d["warning"]
-    assert d["sampling"]["cfg_scale"] == 4.0 and d["sampling"]["top_k"] == 2000 and d["use_kv_cache"] is True
+    assert d["sampling"]["cfg"] == 4.0 and d["sampling"]["top_k"] == 2000 and d["use_kv_cache"] is True
     assert d["gpt"]["params"] == zoo.get("llamagen_test").params
-    with pytest.raises(VarbenchError, match="outside 0..999"):
+    with pytest.raises(VarbenchError, match="must be in 0..999"):
         generator.generate([1000], [0])
     with pytest.raises(VarbenchError, match="2 labels but 1 seeds"):
         generator.generate([1, 2], [0])

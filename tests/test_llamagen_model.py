@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from baselines.llamagen import GPT, GPT_SIZES, GPTConfig, gpt_config, rope_cos_sin
-from baselines.recipe import fill_with_recipe
-from baselines.vq16 import VQConfig, VQModel
+from varbench.baselines.llamagen import GPT, GPT_SIZES, GPTConfig, gpt_config, rope_cos_sin
+from varbench.recipe import fill_with_recipe
+from varbench.baselines.vq16 import VQConfig, VQModel
 
 HERE = Path(__file__).resolve().parent / "fixtures" / "llamagen"
 
@@ -156,7 +156,7 @@ def test_tiny_layer0_rope_zeroes_class_token(gold, tiny):
     h = tiny.layers[0].attention_norm(tiny.embed(g["labels"], g["tokens"]))
     q, k, _ = attn.wqkv(h).split(64, dim=-1)
     cos, sin = rope_cos_sin(torch.arange(257), 16, 16, 10000.0)
-    from baselines.llamagen import apply_rope
+    from varbench.baselines.llamagen import apply_rope
 
     q = apply_rope(q.view(2, 257, 4, 16), cos, sin)
     k = apply_rope(k.view(2, 257, 4, 16), cos, sin)

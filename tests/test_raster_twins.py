@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.llamagen import GPT
-from baselines.raster import TWIN_DEPTHS, RasterConfig
-from baselines.raster_generate import RasterSampling, raster_generate
-from baselines.recipe import fill_with_recipe
-from varbench import zoo
+from varbench.baselines.llamagen import GPT
+from varbench.baselines.raster import TWIN_DEPTHS, RasterConfig
+from varbench.baselines.sample import RasterSampling, raster_generate
+from varbench.recipe import fill_with_recipe
+from varbench.generators import zoo
 from varbench.errors import VarbenchError
-from varbench.generator import Generator, build, sample_seed
+from varbench.generate.plan import sample_seed
+from varbench.generators.protocol import Generator, build
 
 # Exact transformer sizes (tokenizer excluded); the same at 256 and 512 px (no learned position embedding).
 TWIN_PARAMS = {16: 214_968_320, 20: 418_142_720, 24: 693_672_960, 30: 1_344_871_680}
@@ -37,7 +38,7 @@ def test_twin_shapes_and_parameter_counts(depth):
         assert n == cfg.num_params == spec.params == TWIN_PARAMS[depth]
         assert model.output.weight.shape == (4096, 64 * depth) and len(model.layers) == depth
     # same width/depth as VAR; VAR has more parameters per block (AdaLN) for the same 24 w^2 FLOPs per token
-    assert var.arch["depth"] == depth and var.params > TWIN_PARAMS[depth]
+    assert var.config.depth == depth and var.params > TWIN_PARAMS[depth]
 
 
 def test_raster_test_generator():
@@ -58,8 +59,8 @@ def test_raster_has_no_weights_to_load(tmp_path):
         build(zoo.get("raster_test"), {"gpt": tmp_path / "x.pt"})
 
 
-@pytest.mark.parametrize("sampling", [RasterSampling(cfg_scale=1.5), RasterSampling(),
-                                      RasterSampling(cfg_scale=3.0, cfg_interval=10, temperature=0.9, top_k=50,
+@pytest.mark.parametrize("sampling", [RasterSampling(cfg=1.5), RasterSampling(),
+                                      RasterSampling(cfg=3.0, cfg_interval=10, temperature=0.9, top_k=50,
                                                      top_p=0.9)])
 def test_kv_cache_and_no_cache_give_identical_tokens(sampling):
     cfg = RasterConfig(width=64, depth=2, heads=4, grid=8)

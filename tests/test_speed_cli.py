@@ -11,13 +11,18 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from varbench import results, speed, zoo
 from varbench.cli.app import app
-from varbench.generator import random_init_
-from varbench.models.generate import SampleConfig, sample
-from varbench.models.var import VAR, VARConfig
+from varbench.errors import VarbenchError
+from varbench.generators import zoo
+from varbench.models.sample import sample
+from varbench.models.var import SCHEDULES, VAR, VARConfig, patch_schedule
 from varbench.models.vqvae import VQVAE, VQVAEConfig
-from varbench.zoo import PATCH_NUMS_256, PATCH_NUMS_512, PATCH_NUMS_1024
+from varbench.results import schema as results
+from varbench.speed import decoders, timing
+from varbench.speed import plan as speed_plan
+from varbench.speed import run as speed_run
+
+PATCH_NUMS_256, PATCH_NUMS_512, PATCH_NUMS_1024 = SCHEDULES[16], SCHEDULES[32], SCHEDULES[64]
 
 runner = CliRunner()
 ROW_KEYS = {"model", "family", "mode", "resolution", "grid", "batch_size", "steps", "tokens", "latency_s", "latency_ci",
@@ -30,21 +35,21 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_schedules():
-    assert speed.var_schedule(16) == PATCH_NUMS_256
-    assert speed.var_schedule(32) == PATCH_NUMS_512
-    assert speed.var_schedule(64) == PATCH_NUMS_1024
-    assert speed.var_schedule(8) == (1, 2, 3, 4, 6, 8)
+    assert patch_schedule(16) == PATCH_NUMS_256
+    assert patch_schedule(32) == PATCH_NUMS_512
+    assert patch_schedule(64) == PATCH_NUMS_1024
+    assert patch_schedule(8) == (1, 2, 3, 4, 6, 8)
     lengths = []
     for n in (2, 3, 5, 6, 12, 20, 100, 128, 1000):
-        pn = speed.var_schedule(n)
+        pn = patch_schedule(n)
         assert pn[0] == 1 and pn[-1] == n and all(a < b for a, b in zip(pn, pn[1:])), (n, pn)
         lengths.append(len(pn))
     assert lengths == sorted(lengths) and lengths[-1] <= 30  # O(log n) steps
 
 
 def test_plan_steps_tokens_and_facts_flops():
-    cfg = speed.SpeedConfig(resolutions=(256, 512, 1024), batch_sizes=(1,))
-    jobs = {(j.mode, j.resolution): j for j in speed.plan(cfg)}
+    cfg = speed_plan.SpeedConfig(resolutions=(256, 512, 1024), batch_sizes=(1,))
+    jobs = {(j.mode, j.resolution): j for j in speed_plan.plan(cfg)}
     assert {m for m, _ in jobs} == {"var_kv", "var_nokv", "raster_kv", "raster_nokv"}
     assert (jobs["var_kv", 256].steps, jobs["var_kv", 256].tokens) == (10, 680)
     assert (jobs["var_kv", 512].steps, jobs["var_kv", 512].tokens) == (10, 2240)
@@ -63,20 +68,18 @@ def test_plan_steps_tokens_and_facts_flops():
 
 @functools.lru_cache(maxsize=None)
 def _tiny_decoders(models: tuple[str, ...] = ("var_d16",)):
-    cfg = speed.SpeedConfig(models=models, resolutions=(64,), width=64, depth=2, vae_ch=32, batch_sizes=(1,))
-    jobs = speed.plan(cfg)
+    cfg = speed_plan.SpeedConfig(models=models, resolutions=(64,), width=64, depth=2, vae_ch=32, batch_sizes=(1,))
+    jobs = speed_plan.plan(cfg)
     built = {}
     for j in jobs:
         if j.build_key not in built:
-            built[j.build_key] = speed.build_decoder(j, cfg, "cpu", "fp32")
+            built[j.build_key] = decoders.build_decoder(j, cfg, "cpu", "fp32")
     return cfg, [(j, built[j.build_key]) for j in jobs]
 
 
 @pytest.mark.parametrize("models,cfg_on", [(("var_d16",), False), (("var_d16",), True),
                                             (("var_d36",), False)])  # var_d36: shared AdaLN
 def test_flop_counter_agrees_with_formula(models, cfg_on):
-    from varbench import timing
-
     _, jobs = _tiny_decoders(models)
     assert {j.shared_adaln for j, _ in jobs if j.family == "var"} == {models == ("var_d36",)}
     for job, dec in jobs:
@@ -90,8 +93,6 @@ def test_flop_counter_agrees_with_formula(models, cfg_on):
 
 
 def test_flops_scale_with_batch():
-    from varbench import timing
-
     _, jobs = _tiny_decoders()
     job, dec = next((j, d) for j, d in jobs if j.mode == "raster_kv")
     one, three = timing.FlopCounter(), timing.FlopCounter()
@@ -107,28 +108,35 @@ def test_kv_and_no_kv_give_the_same_tokens():
         (jk, dec), (jn, _) = by_mode[kv], by_mode[nokv]
         for cfg_on in (False, True):
             a, b = dec.run(jk, 2, cfg_on, 5), dec.run(jn, 2, cfg_on, 5)
-            assert dec.same_tokens(a, b), (kv, cfg_on)
+            assert same_tokens(a, b), (kv, cfg_on)
     # and the seed matters (the comparison is not vacuous)
     jk, dec = by_mode["raster_kv"]
-    assert not dec.same_tokens(dec.run(jk, 2, False, 5), dec.run(jk, 2, False, 6))
+    assert not same_tokens(dec.run(jk, 2, False, 5), dec.run(jk, 2, False, 6))
 
 
-def test_var_decode_reproduces_the_sampler():
-    pn = (1, 2, 3, 4)
-    var, vae = VAR(VARConfig(depth=2, patch_nums=pn, width=128, num_heads=2)), VQVAE(VQVAEConfig(patch_nums=pn, ch=32))
-    random_init_(var, 1), random_init_(vae, 2)
-    var.eval(), vae.eval()
-    labels = torch.tensor([3, 207, 999])
-    sc = SampleConfig(cfg=1.5, top_k=900, top_p=0.96)
-    ref = sample(var, vae, labels, 3, sc, torch.Generator().manual_seed(4))
-    tokens, f_hat = speed.var_decode(var, vae, labels, sc, torch.Generator().manual_seed(4), guidance=True)
-    assert all(torch.equal(a, b) for a, b in zip(ref.tokens, tokens)) and torch.equal(ref.f_hat, f_hat)
-    # without guidance: only conditional rows, the tokens the sampler draws at cfg 0 (where it still runs both)
-    sc0 = SampleConfig(cfg=0.0, top_k=900, top_p=0.96)
-    ref0 = sample(var, vae, labels, 3, sc0, torch.Generator().manual_seed(4))
-    tokens0, _ = speed.var_decode(var, vae, labels, sc0, torch.Generator().manual_seed(4), guidance=False)
-    assert all(torch.equal(a, b) for a, b in zip(ref0.tokens, tokens0))
-    assert not all(torch.equal(a, b) for a, b in zip(tokens, tokens0))  # guidance changes the draw
+def same_tokens(a, b) -> bool:
+    """VAR decodes return a SampleOutput (per-scale tokens), raster decodes a token tensor."""
+    a, b = (getattr(x, "tokens", [x]) for x in (a, b))
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_var_decoder_runs_the_sampler_itself():
+    """The study times VAR's own loop (models.sample) with the zoo's FID sampling: the same tokens and f_hat; without
+    guidance only the conditional rows run, which draws the tokens the sampler draws at cfg 0."""
+    import dataclasses
+
+    _, jobs = _tiny_decoders()
+    job, dec = next((j, d) for j, d in jobs if j.mode == "var_kv")
+    labels = decoders._labels(3, "cpu")
+    ref = sample(dec.var, dec.vae, labels, 3, zoo.VAR_FID_SAMPLING, torch.Generator().manual_seed(4))
+    out = dec.run(job, 3, True, 4)
+    assert job.sampling == zoo.VAR_FID_SAMPLING
+    assert all(torch.equal(a, b) for a, b in zip(ref.tokens, out.tokens)) and torch.equal(ref.f_hat, out.f_hat)
+    cfg0 = dataclasses.replace(zoo.VAR_FID_SAMPLING, cfg=0.0)
+    ref0 = sample(dec.var, dec.vae, labels, 3, cfg0, torch.Generator().manual_seed(4))
+    out0 = dec.run(job, 3, False, 4)
+    assert all(torch.equal(a, b) for a, b in zip(ref0.tokens, out0.tokens))
+    assert not all(torch.equal(a, b) for a, b in zip(out.tokens, out0.tokens))  # guidance changes the draw
 
 
 def test_dry_run_json(tmp_path):
@@ -190,8 +198,8 @@ def _one_error(res) -> str:
 
 
 def test_output_paths_are_checked_before_the_study_runs(tmp_path, monkeypatch):
-    monkeypatch.setattr(speed, "run", lambda *a, **k: pytest.fail("the study ran before the outputs were checked"))
-    monkeypatch.setattr(speed, "dry_run", lambda *a, **k: pytest.fail("the dry run ran before the outputs were checked"))
+    monkeypatch.setattr(speed_run, "run", lambda *a, **k: pytest.fail("the study ran before the outputs were checked"))
+    monkeypatch.setattr(speed_run, "dry_run", lambda *a, **k: pytest.fail("the dry run ran before the outputs were checked"))
     quick = ["speed", "--quick"]
     assert "is a directory" in _one_error(runner.invoke(app, [*quick, "--json", str(tmp_path)]))
     assert "is a directory" in _one_error(runner.invoke(app, [*quick, "--dry-run", "--plot", str(tmp_path)]))
@@ -222,21 +230,22 @@ def test_overwrite_replaces_finished_outputs(tmp_path):
 
 def test_one_device_check_with_the_gpu_index(monkeypatch):
     """dist.check_device is the only resolver: build_var and the speed study refuse a cuda:N beyond the GPUs."""
-    from varbench import dist, generator
+    from varbench import dist
+    from varbench.generators import var as var_generator
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert dist.check_device("cuda") == "cuda:0" and dist.check_device("cuda", local_rank=0) == "cuda:0"
     assert dist.check_device("auto") == "cuda:0" and dist.check_device(" CPU ") == "cpu"
-    with pytest.raises(results.VarbenchError, match="cuda:3 does not exist"):
+    with pytest.raises(VarbenchError, match="cuda:3 does not exist"):
         dist.check_device("cuda:3")
-    with pytest.raises(results.VarbenchError, match="cuda:3 does not exist"):
-        generator.build_var(zoo.get("var_test"), {}, device="cuda:3")
-    with pytest.raises(results.VarbenchError, match="cuda:3 does not exist"):
-        speed.dry_run(speed.SpeedConfig(device="cuda:3"))
-    with pytest.raises(results.VarbenchError, match="unsupported --device"):
-        speed.dry_run(speed.SpeedConfig(device="meta"))
-    assert not hasattr(generator, "check_device") and not hasattr(speed, "resolve_device")
+    with pytest.raises(VarbenchError, match="cuda:3 does not exist"):
+        var_generator.build_var(zoo.get("var_test"), {}, device="cuda:3")
+    with pytest.raises(VarbenchError, match="cuda:3 does not exist"):
+        speed_run.dry_run(speed_plan.SpeedConfig(device="cuda:3"))
+    with pytest.raises(VarbenchError, match="unsupported --device"):
+        speed_run.dry_run(speed_plan.SpeedConfig(device="meta"))
+    assert not hasattr(var_generator, "check_device") and not hasattr(speed_run, "resolve_device")
 
 
 def test_readme_quick_command_writes_json_and_png(tmp_path, monkeypatch):
@@ -275,33 +284,32 @@ def test_readme_quick_command_writes_json_and_png(tmp_path, monkeypatch):
     assert all(math.isfinite(f["exponent"]) for f in fits)
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
-    # the report engineer's readers accept the file
-    from varbench import report
+    # the report's readers accept the file
+    from varbench.report import tables
 
-    assert report.speed_rows([("quick", obj, obj)]) and json.loads(out.read_text())["kind"] == "speed"
+    assert tables.speed_tables([("quick", obj, out)])[0] is not None and json.loads(out.read_text())["kind"] == "speed"
 
 
 def test_released_weights_used_only_when_cached_and_matching(monkeypatch):
     from types import SimpleNamespace
 
-    import varbench.generator
+    import varbench.generators.protocol
+    from varbench.generators import weights
 
     pn = (1, 2, 3, 4)
     tiny = SimpleNamespace(var=VAR(VARConfig(depth=1, patch_nums=pn, width=64, num_heads=1)),
                            vae=VQVAE(VQVAEConfig(patch_nums=pn, ch=32)))
     built = []
-    monkeypatch.setattr(varbench.generator, "build", lambda spec, *a, **k: built.append(spec.name) or tiny)
-    monkeypatch.setattr(speed, "_weights_cached", lambda spec: True)
-    cfg = speed.SpeedConfig(resolutions=(256, 512), batch_sizes=(1,))
-    jobs = {(j.mode, j.resolution): j for j in speed.plan(cfg)}
-    dec = speed.build_decoder(jobs["var_kv", 256], cfg, "cpu", "fp32")
+    monkeypatch.setattr(varbench.generators.protocol, "build", lambda spec, *a, **k: built.append(spec.name) or tiny)
+    monkeypatch.setattr(weights, "is_cached", lambda wf: True)
+    cfg = speed_plan.SpeedConfig(resolutions=(256, 512), batch_sizes=(1,))
+    jobs = {(j.mode, j.resolution): j for j in speed_plan.plan(cfg)}
+    dec = decoders.build_decoder(jobs["var_kv", 256], cfg, "cpu", "fp32")
     assert built == ["var_d16"] and dec.random_weights is False and dec.var is tiny.var
-    # var_d16's checkpoint has the 256-px schedule: at 512 px the study uses random weights
-    assert speed._released_fits(zoo.get("var_d16"), jobs["var_kv", 256], cfg)
-    assert not speed._released_fits(zoo.get("var_d16"), jobs["var_kv", 512], cfg)
-    assert not speed._released_fits(zoo.get("var_d16"), jobs["var_kv", 256], dataclasses.replace(cfg, vae_ch=32))
-    monkeypatch.setattr(speed, "_weights_cached", lambda spec: False)
-    small = speed.SpeedConfig(resolutions=(64,), width=64, depth=1, vae_ch=32, batch_sizes=(1,))
-    job = speed.plan(small)[0]
-    assert job.spec_name is None and speed.build_decoder(job, small, "cpu", "fp32").random_weights is True
+    # var_d16's checkpoint has the 256-px schedule: at 512 px (and with another tokenizer width) random weights
+    for job, c in ((jobs["var_kv", 512], cfg), (jobs["var_kv", 256], dataclasses.replace(cfg, vae_ch=32))):
+        monkeypatch.setattr(decoders, "_random_var", lambda *a: (tiny.var, tiny.vae))
+        assert decoders.build_decoder(job, c, "cpu", "fp32").random_weights is True
     assert built == ["var_d16"]
+    monkeypatch.setattr(weights, "is_cached", lambda wf: False)
+    assert decoders._cached_spec("var_d16") is None

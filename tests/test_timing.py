@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as TF
 
-from varbench import timing
+from varbench.speed import timing
 from varbench.errors import VarbenchError
 
 

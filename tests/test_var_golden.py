@@ -10,7 +10,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from var_helpers import compact, golden, models
-from varbench.models.generate import SampleConfig, decode_images, sample
+from varbench.models.sample import VarSampling, decode_images, sample
 
 ATOL_LATENT, ATOL_PIX, ATOL_LOGIT = 1e-5, 1e-4, 1e-4
 
@@ -124,7 +124,7 @@ def test_official_sampling_runs(which):
             if kind in seen:
                 seen[kind].append(t.clone())
 
-        sc = SampleConfig(cfg=call["cfg"], top_k=call["top_k"], top_p=call["top_p"], more_smooth=call["more_smooth"])
+        sc = VarSampling(cfg=call["cfg"], top_k=call["top_k"], top_p=call["top_p"], more_smooth=call["more_smooth"])
         out = sample(var, vae, labels, call["B"], sc, torch.Generator().manual_seed(call["g_seed"]), hook=hook)
         assert torch.equal(out.labels, run["labels_used"]), name
         first_bad = next((si for si, (a, b) in enumerate(zip(out.tokens, run["sampled_idx_per_scale"]))
@@ -153,7 +153,7 @@ def test_official_sampling_runs(which):
 
 @pytest.mark.parametrize("case", ["topk_ties", "topp_exact_boundary", "topk_then_topp", "default_k900_p096", "full_vocab_rng"])
 def test_top_k_top_p_sampler_cases(case):
-    from varbench.models.generate import sample_top_k_top_p_, top_k_top_p_filter_
+    from varbench.models.sample import sample_top_k_top_p_, top_k_top_p_filter_
 
     c = golden("var_sampler_cases.pt")["sampler_cases"][case]
     kept = torch.isfinite(top_k_top_p_filter_(c["logits"].clone(), c["top_k"], c["top_p"]))

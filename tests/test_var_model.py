@@ -10,9 +10,10 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from var_helpers import FIXTURES, models
-from varbench import zoo
-from varbench.generator import build, sample_seed
-from varbench.models.generate import SampleConfig, sample
+from varbench.generators import zoo
+from varbench.generate.plan import sample_seed
+from varbench.generators.protocol import build
+from varbench.models.sample import Steps, VarSampling, sample
 from varbench.models.var import VAR, VARConfig
 from varbench.models.vqvae import VQVAE, VQVAEConfig
 
@@ -25,7 +26,7 @@ EXACT = {"var_d16": 310_283_520, "var_d20": 600_917_136, "var_d24": 1_033_399_36
 def test_official_keys_shapes_and_param_counts(name):
     spec = zoo.get(name)
     with torch.device("meta"):
-        var = VAR(VARConfig(depth=spec.arch["depth"], patch_nums=spec.arch["patch_nums"], shared_aln=spec.arch["shared_aln"]))
+        var = VAR(spec.config)
     ref = KEYS[name]
     got = {k: list(v.shape) for k, v in var.state_dict().items()}
     assert got == ref["key_to_shape"]
@@ -43,7 +44,7 @@ def test_vae_keys_shapes_and_param_count():
 
 
 def test_zoo_entries():
-    assert zoo.get("var_d36").resolution == 512 and zoo.get("var_d36").arch["shared_aln"]
+    assert zoo.get("var_d36").resolution == 512 and zoo.get("var_d36").config.shared_aln
     assert zoo.get("var_d16").tokens == 680 and zoo.get("var_d36").tokens == 2240
     assert zoo.get("var_d30").steps == 10
     with pytest.raises(Exception, match="var_d30"):
@@ -58,7 +59,7 @@ def test_kv_cache_inference_matches_teacher_forcing(which):
     labels = torch.tensor([3, 980])
     raw = []
     with sdpa_kernel(SDPBackend.MATH):
-        out = sample(var, vae, labels, B, SampleConfig(cfg=0.0, top_k=0, top_p=0.0), torch.Generator().manual_seed(0),
+        out = sample(var, vae, labels, B, VarSampling(cfg=0.0, top_k=0, top_p=0.0), torch.Generator().manual_seed(0),
                      hook=lambda kind, si, t: raw.append(t[:B].clone()) if kind == "raw_logits" else None)
         with torch.inference_mode():
             tf = var(labels, vae.quantize.teacher_forcing_input(out.tokens))
@@ -69,9 +70,9 @@ def test_kv_cache_inference_matches_teacher_forcing(which):
 
 def test_no_cache_decoding_gives_same_tokens():
     var, vae = models("256")
-    sc = SampleConfig()
+    sc = zoo.VAR_FID_SAMPLING
     a = sample(var, vae, torch.tensor([1, 2]), 2, sc, torch.Generator().manual_seed(3))
-    b = sample(var, vae, torch.tensor([1, 2]), 2, sc, torch.Generator().manual_seed(3), use_kv_cache=False)
+    b = sample(var, vae, torch.tensor([1, 2]), 2, sc, torch.Generator().manual_seed(3), steps=Steps(kv_cache=False))
     assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens))
 
 

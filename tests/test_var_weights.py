@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from var_recipe import recipe_vae, recipe_var
-from varbench import weights, zoo
+from varbench import checkpoint
 from varbench.errors import VarbenchError
-from varbench.generator import build, sample_seed
+from varbench.generate.plan import sample_seed
+from varbench.generators import weights, zoo
+from varbench.generators.protocol import build
+from varbench.generators.spec import WeightFile
 from varbench.models.var import VARConfig
 from varbench.models.vqvae import VQVAEConfig
-from varbench.zoo import GeneratorSpec
 
 PN = (1, 2, 4)
 
@@ -29,8 +31,7 @@ def ckpts(tmp_path_factory):
 
 
 def custom(pn=PN):
-    return GeneratorSpec(name="custom_var", family="var", builder="varbench.generator:build_var",
-                         resolution=16 * pn[-1], params=0, arch={"patch_nums": pn, "infer": True})
+    return zoo.custom_var(pn)
 
 
 def test_custom_checkpoints_load_and_sample(ckpts):
@@ -45,7 +46,7 @@ def test_custom_checkpoints_load_and_sample(ckpts):
 def test_wrapped_and_ddp_prefixed_state_dicts(ckpts, tmp_path):
     d, var_sd, _ = ckpts
     torch.save({"model": {f"module.{k}": v for k, v in var_sd.items()}}, tmp_path / "wrapped.pth")
-    sd = weights.load_state_dict(tmp_path / "wrapped.pth")
+    sd = checkpoint.load_state_dict(tmp_path / "wrapped.pth")
     assert set(sd) == set(var_sd)
 
 
@@ -94,7 +95,7 @@ class _Evil:
 
 def test_pickle_with_code_is_refused(tmp_path, capsys):
     torch.save({"weight": torch.zeros(1), "payload": _Evil()}, tmp_path / "evil.pth")
-    msg = _err(lambda: weights.load_state_dict(tmp_path / "evil.pth"))
+    msg = _err(lambda: checkpoint.load_state_dict(tmp_path / "evil.pth"))
     assert "weights_only" in msg
     assert "pwned" not in capsys.readouterr().out
 
@@ -110,8 +111,22 @@ def test_offline_miss_names_file_url_and_directory(monkeypatch, tmp_path):
     monkeypatch.setenv("VARBENCH_HOME", str(tmp_path))
     monkeypatch.setenv("VARBENCH_OFFLINE", "1")
     msg = _err(lambda: build(zoo.get("var_d16")))
-    assert "var_d16.pth" in msg and "https://huggingface.co/FoundationVision/var/resolve/main/var_d16.pth" in msg
-    assert str(tmp_path / "weights") in msg
+    assert "var_d16.pth, vae_ch160v4096z32.pth not in" in msg  # every missing file at once
+    assert "https://huggingface.co/FoundationVision/var/resolve/main/var_d16.pth" in msg
+    assert "--var-ckpt PATH --vae-ckpt PATH" in msg and str(tmp_path / "weights") in msg
+
+
+def test_no_network_is_one_quick_line(monkeypatch, tmp_path):
+    """Downloads allowed but the hub unreachable (conftest blocks sockets): one line naming every file, no retries."""
+    import time
+
+    monkeypatch.setenv("VARBENCH_HOME", str(tmp_path))
+    monkeypatch.delenv("VARBENCH_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    t0 = time.monotonic()
+    msg = _err(lambda: build(zoo.get("var_d30")))
+    assert time.monotonic() - t0 < 5
+    assert "var_d30.pth, vae_ch160v4096z32.pth not in" in msg and "huggingface.co cannot be reached" in msg
 
 
 def test_cache_hit_and_sha256_check(monkeypatch, tmp_path):
@@ -119,20 +134,20 @@ def test_cache_hit_and_sha256_check(monkeypatch, tmp_path):
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "f.pth").write_bytes(b"abc")
     good = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    assert weights.resolve(zoo.WeightFile("var", "r/x", "f.pth", good)) == tmp_path / "weights" / "f.pth"
-    assert "sha256 mismatch" in _err(lambda: weights.resolve(zoo.WeightFile("var", "r/x", "f.pth", "0" * 64)))
+    assert weights.resolve(WeightFile("var", "r/x", "f.pth", good)) == tmp_path / "weights" / "f.pth"
+    assert "sha256 mismatch" in _err(lambda: weights.resolve(WeightFile("var", "r/x", "f.pth", "0" * 64)))
 
 
-def test_patch_nums_required_for_custom(ckpts):
+def test_patch_nums_must_fit_custom_checkpoints(ckpts):
     d, _, _ = ckpts
-    spec = GeneratorSpec(name="custom_var", family="var", builder="varbench.generator:build_var", resolution=64,
-                         params=0, arch={"infer": True})
+    spec = custom((1, 2, 3))
     assert "--patch-nums" in _err(lambda: build(spec, {"var": d / "var.pth", "vae": d / "vae.pth"}))
+    assert "--patch-nums must be increasing" in _err(lambda: custom((1, 4, 2)))
 
 
 def test_bad_labels_and_device():
     g = build(zoo.get("var_test"))
-    assert "labels" in _err(lambda: g.generate([1001], [0]))
+    assert "labels must be in 0..999" in _err(lambda: g.generate([1001], [0]))
     assert "CUDA is not available" in _err(lambda: build(zoo.get("var_test"), device="cuda"))
     assert np.asarray(g.generate([1000], [0])).shape == (1, 64, 64, 3)  # null class allowed
 

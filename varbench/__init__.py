@@ -10,9 +10,9 @@ from varbench.errors import VarbenchError  # noqa: E402
 __all__ = ["VarbenchError", "__version__"]
 
 # The public API, imported lazily so ``import varbench`` stays cheap (no torch):
-#   varbench.zoo.get(name) / names()            model zoo (GeneratorSpec)
-#   varbench.generator.build(spec, ...)         -> Generator: generate(labels, seeds) -> uint8 NHWC
-#   varbench.sampler                            resumable, sharded 50k sampling (varbench generate)
-#   varbench.evaluate                           ADM-protocol FID/sFID/IS/P&R/KID (varbench fid)
-#   varbench.speed                              next-scale vs raster decoding study (varbench speed)
-#   varbench.results / varbench.report          result schema, tables and regression comparison
+#   varbench.generators.zoo.get(name)           the model zoo (GeneratorSpec)
+#   varbench.generators.protocol.build(spec)    -> Generator: generate(labels, seeds) -> uint8 NHWC
+#   varbench.generate.run.run(generator, job)   resumable, sharded 50k sampling (varbench generate)
+#   varbench.evaluate.score.evaluate(...)       ADM-protocol FID/sFID/IS/P&R/KID (varbench fid)
+#   varbench.speed.run.run(SpeedConfig(...))    next-scale vs raster decoding study (varbench speed)
+#   varbench.results.load_frame(paths)          results as a pandas DataFrame; varbench.report: tables, compare

@@ -1,4 +1,5 @@
-"""Facts about the software and hardware a result was produced on (recorded in every result)."""
+"""Facts about the machine and the installation: versions, device, git sha (recorded in every result), and the
+environment switches varbench reads (``VARBENCH_HOME``, ``VARBENCH_OFFLINE``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+_OFFLINE_VARIABLES = ("VARBENCH_OFFLINE", "HF_HUB_OFFLINE")
+
+
+def home() -> Path:
+    """varbench's cache directory: ``$VARBENCH_HOME``, else ``$XDG_CACHE_HOME/varbench`` (``~/.cache/varbench``)."""
+    env = os.environ.get("VARBENCH_HOME")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
+    return Path(base) / "varbench"
+
+
+def offline() -> bool:
+    """Downloads are off: ``VARBENCH_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``)."""
+    return any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in _OFFLINE_VARIABLES)
+
 
 def git_sha() -> str | None:
     """The git commit of the varbench checkout, or None when installed without git."""
     root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
@@ -23,6 +42,7 @@ def git_sha() -> str | None:
 
 
 def describe_device(device: str | None = None) -> dict:
+    """The device of a run: its name, and the GPU or the CPU with its torch thread count."""
     import torch
 
     dev = torch.device(device or "cpu")
@@ -30,9 +50,11 @@ def describe_device(device: str | None = None) -> dict:
     if dev.type == "cuda" and torch.cuda.is_available():
         idx = dev.index if dev.index is not None else torch.cuda.current_device()
         props = torch.cuda.get_device_properties(idx)
-        info.update(gpu_name=props.name, gpu_memory_bytes=int(props.total_memory), gpu_count=torch.cuda.device_count())
+        info.update(device_name=props.name, gpu_memory_bytes=int(props.total_memory),
+                    gpu_count=torch.cuda.device_count(), torch_threads=torch.get_num_threads())
     else:
-        info.update(cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads())
+        info.update(device_name=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
+                    torch_threads=torch.get_num_threads())
     return info
 
 
@@ -52,5 +74,9 @@ def collect(device: str | None = None) -> dict:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "numpy": np.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the SIMD kernels torch picked (AVX2, AVX512...)
         **describe_device(device),
     }
+
+
+PLATFORM_KEYS = ("torch", "device", "cpu_capability", "device_name")  # equal: the same float arithmetic

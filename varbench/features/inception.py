@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from varbench.errors import VarbenchError
-from varbench.features.base import LOGITS, POOL3, SPATIAL, make_id
+from varbench.features.base import LOGITS, POOL3, SFID_CHANNELS, SPATIAL, make_id
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ OFFICIAL_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 OFFICIAL_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{OFFICIAL_FILENAME}"
 OFFICIAL_SHA256_PREFIX = "6726825d"  # torch.hub's hash-prefix convention: the file name carries sha256[:8]
 INPUT_SIZE = 299
-SFID_CHANNELS = 7  # ADM keeps the first 7 of the 192 channels of mixed_6/conv (17 x 17 x 7 = 2023)
 FEATURE_VERSION = "1"  # bump when the features of the same weights change (resize, layer choice, layout)
 DTYPES = ("fp32", "fp64")
 
@@ -48,7 +47,7 @@ def hub_weights_path() -> Path:
 
 def resolve_weights(explicit: str | os.PathLike | None = None) -> Path:
     """``--inception-weights PATH`` > the torch hub cache file > a download into that cache (unless offline)."""
-    from varbench import weights
+    from varbench import env
 
     if explicit is not None:
         path = Path(explicit).expanduser()
@@ -59,7 +58,7 @@ def resolve_weights(explicit: str | os.PathLike | None = None) -> Path:
     if cached.is_file():
         return cached
     hint = f"download {OFFICIAL_URL} to {cached} (or pass --inception-weights PATH)"
-    if weights.offline():
+    if env.offline():
         raise VarbenchError(f"{OFFICIAL_FILENAME} is not cached and downloads are off (VARBENCH_OFFLINE): {hint}")
     import torch
 
@@ -132,223 +131,11 @@ def resize_tf1_bilinear(x, size: int = INPUT_SIZE):
     return top + (cols.index_select(1, hi) - top) * frac.view(1, size, 1, 1)  # (N, size, size, C)
 
 
-def _build_modules():
-    """The parameter containers (torch imported lazily so ``import varbench.features.inception`` stays cheap)."""
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-
-    class ConvBN(nn.Module):
-        """conv (no bias) -> BatchNorm(eps=1e-3) -> ReLU; keys ``conv.weight`` and ``bn.*``."""
-
-        def __init__(self, cin: int, cout: int, kernel, stride=1, padding=0):
-            super().__init__()
-            self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
-            self.bn = nn.BatchNorm2d(cout, eps=1e-3)
-
-    class Folded:
-        """Several ConvBN units over the same input as one convolution with BatchNorm folded in."""
-
-        def __init__(self, units: Sequence[ConvBN], dtype, device):
-            geometry = {(u.conv.kernel_size, u.conv.stride, u.conv.padding) for u in units}
-            if len(geometry) != 1:
-                raise ValueError("only convolutions of one geometry can be merged")
-            first = units[0].conv
-            weights, biases = [], []
-            for u in units:
-                bn = u.bn
-                scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-                weights.append(u.conv.weight.double() * scale[:, None, None, None])
-                biases.append(bn.bias.double() - bn.running_mean.double() * scale)
-            self.weight = torch.cat(weights).to(device=device, dtype=dtype)
-            self.bias = torch.cat(biases).to(device=device, dtype=dtype)
-            self.stride, self.padding = first.stride, first.padding
-            self.sizes = [u.conv.out_channels for u in units]
-
-        def __call__(self, x, relu: bool = True):
-            y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
-            return y.relu_() if relu else y
-
-    def avg3(x):
-        return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-
-    class InceptionA(nn.Module):
-        def __init__(self, cin: int, pool: int):
-            super().__init__()
-            self.branch1x1 = ConvBN(cin, 64, 1)
-            self.branch5x5_1 = ConvBN(cin, 48, 1)
-            self.branch5x5_2 = ConvBN(48, 64, 5, padding=2)
-            self.branch3x3dbl_1 = ConvBN(cin, 64, 1)
-            self.branch3x3dbl_2 = ConvBN(64, 96, 3, padding=1)
-            self.branch3x3dbl_3 = ConvBN(96, 96, 3, padding=1)
-            self.branch_pool = ConvBN(cin, pool, 1)
-
-        def fold(self, dtype, device):
-            f = lambda *u: Folded(u, dtype, device)  # noqa: E731
-            self._in = f(self.branch1x1, self.branch5x5_1, self.branch3x3dbl_1, self.branch_pool)
-            self._5x5, self._dbl2, self._dbl3 = f(self.branch5x5_2), f(self.branch3x3dbl_2), f(self.branch3x3dbl_3)
-
-        def forward(self, x):
-            y = self._in(x, relu=False)
-            a, b, c, p = y.split(self._in.sizes, 1)
-            a, b, c = a.relu(), b.relu(), c.relu()
-            return torch.cat([a, self._5x5(b), self._dbl3(self._dbl2(c)), avg3(p).relu_()], 1)
-
-    class InceptionB(nn.Module):
-        def __init__(self, cin: int):
-            super().__init__()
-            self.branch3x3 = ConvBN(cin, 384, 3, stride=2)
-            self.branch3x3dbl_1 = ConvBN(cin, 64, 1)
-            self.branch3x3dbl_2 = ConvBN(64, 96, 3, padding=1)
-            self.branch3x3dbl_3 = ConvBN(96, 96, 3, stride=2)
-
-        def fold(self, dtype, device):
-            f = lambda *u: Folded(u, dtype, device)  # noqa: E731
-            self._3x3, self._dbl1 = f(self.branch3x3), f(self.branch3x3dbl_1)
-            self._dbl2, self._dbl3 = f(self.branch3x3dbl_2), f(self.branch3x3dbl_3)
-
-        def forward(self, x):
-            return torch.cat([self._3x3(x), self._dbl3(self._dbl2(self._dbl1(x))), F.max_pool2d(x, 3, 2)], 1)
-
-    class InceptionC(nn.Module):
-        def __init__(self, cin: int, c7: int):
-            super().__init__()
-            self.branch1x1 = ConvBN(cin, 192, 1)
-            self.branch7x7_1 = ConvBN(cin, c7, 1)
-            self.branch7x7_2 = ConvBN(c7, c7, (1, 7), padding=(0, 3))
-            self.branch7x7_3 = ConvBN(c7, 192, (7, 1), padding=(3, 0))
-            self.branch7x7dbl_1 = ConvBN(cin, c7, 1)
-            self.branch7x7dbl_2 = ConvBN(c7, c7, (7, 1), padding=(3, 0))
-            self.branch7x7dbl_3 = ConvBN(c7, c7, (1, 7), padding=(0, 3))
-            self.branch7x7dbl_4 = ConvBN(c7, c7, (7, 1), padding=(3, 0))
-            self.branch7x7dbl_5 = ConvBN(c7, 192, (1, 7), padding=(0, 3))
-            self.branch_pool = ConvBN(cin, 192, 1)
-
-        def fold(self, dtype, device):
-            f = lambda *u: Folded(u, dtype, device)  # noqa: E731
-            self._in = f(self.branch1x1, self.branch7x7_1, self.branch7x7dbl_1, self.branch_pool)
-            self._7x7 = [f(self.branch7x7_2), f(self.branch7x7_3)]
-            self._dbl = [f(getattr(self, f"branch7x7dbl_{i}")) for i in range(2, 6)]
-
-        def forward(self, x):
-            y = self._in(x, relu=False)
-            a, b, c, p = y.split(self._in.sizes, 1)
-            b, c = b.relu(), c.relu()
-            for conv in self._7x7:
-                b = conv(b)
-            for conv in self._dbl:
-                c = conv(c)
-            return torch.cat([a.relu(), b, c, avg3(p).relu_()], 1)
-
-    class InceptionD(nn.Module):
-        def __init__(self, cin: int):
-            super().__init__()
-            self.branch3x3_1 = ConvBN(cin, 192, 1)
-            self.branch3x3_2 = ConvBN(192, 320, 3, stride=2)
-            self.branch7x7x3_1 = ConvBN(cin, 192, 1)
-            self.branch7x7x3_2 = ConvBN(192, 192, (1, 7), padding=(0, 3))
-            self.branch7x7x3_3 = ConvBN(192, 192, (7, 1), padding=(3, 0))
-            self.branch7x7x3_4 = ConvBN(192, 192, 3, stride=2)
-
-        def fold(self, dtype, device):
-            f = lambda *u: Folded(u, dtype, device)  # noqa: E731
-            self._in = f(self.branch3x3_1, self.branch7x7x3_1)
-            self._3x3 = f(self.branch3x3_2)
-            self._7x7 = [f(getattr(self, f"branch7x7x3_{i}")) for i in range(2, 5)]
-
-        def forward(self, x):
-            a, b = self._in(x).split(self._in.sizes, 1)
-            for conv in self._7x7:
-                b = conv(b)
-            return torch.cat([self._3x3(a), b, F.max_pool2d(x, 3, 2)], 1)
-
-    class InceptionE(nn.Module):
-        def __init__(self, cin: int, pool: str):
-            super().__init__()
-            self.pool = pool  # "avg" (Mixed_7b) or "max" (Mixed_7c: the TF graph max-pools here)
-            self.branch1x1 = ConvBN(cin, 320, 1)
-            self.branch3x3_1 = ConvBN(cin, 384, 1)
-            self.branch3x3_2a = ConvBN(384, 384, (1, 3), padding=(0, 1))
-            self.branch3x3_2b = ConvBN(384, 384, (3, 1), padding=(1, 0))
-            self.branch3x3dbl_1 = ConvBN(cin, 448, 1)
-            self.branch3x3dbl_2 = ConvBN(448, 384, 3, padding=1)
-            self.branch3x3dbl_3a = ConvBN(384, 384, (1, 3), padding=(0, 1))
-            self.branch3x3dbl_3b = ConvBN(384, 384, (3, 1), padding=(1, 0))
-            self.branch_pool = ConvBN(cin, 192, 1)
-
-        def fold(self, dtype, device):
-            f = lambda *u: Folded(u, dtype, device)  # noqa: E731
-            merged = [self.branch1x1, self.branch3x3_1, self.branch3x3dbl_1]
-            if self.pool == "avg":
-                merged.append(self.branch_pool)
-            else:
-                self._pool = f(self.branch_pool)
-            self._in = f(*merged)
-            self._2a, self._2b = f(self.branch3x3_2a), f(self.branch3x3_2b)
-            self._dbl2, self._3a, self._3b = f(self.branch3x3dbl_2), f(self.branch3x3dbl_3a), f(self.branch3x3dbl_3b)
-
-        def forward(self, x):
-            y = self._in(x, relu=False)
-            parts = y.split(self._in.sizes, 1)
-            a, b, c = parts[0].relu(), parts[1].relu(), parts[2].relu()
-            pool = avg3(parts[3]).relu_() if self.pool == "avg" else self._pool(F.max_pool2d(x, 3, 1, 1))
-            c = self._dbl2(c)
-            return torch.cat([a, self._2a(b), self._2b(b), self._3a(c), self._3b(c), pool], 1)
-
-    class InceptionV3TF(nn.Module):
-        """Parameters in torch-fidelity's layout; ``fold()`` prepares execution, ``forward`` runs it."""
-
-        def __init__(self):
-            super().__init__()
-            self.Conv2d_1a_3x3 = ConvBN(3, 32, 3, stride=2)
-            self.Conv2d_2a_3x3 = ConvBN(32, 32, 3)
-            self.Conv2d_2b_3x3 = ConvBN(32, 64, 3, padding=1)
-            self.Conv2d_3b_1x1 = ConvBN(64, 80, 1)
-            self.Conv2d_4a_3x3 = ConvBN(80, 192, 3)
-            self.Mixed_5b = InceptionA(192, 32)
-            self.Mixed_5c = InceptionA(256, 64)
-            self.Mixed_5d = InceptionA(288, 64)
-            self.Mixed_6a = InceptionB(288)
-            self.Mixed_6b = InceptionC(768, 128)
-            self.Mixed_6c = InceptionC(768, 160)
-            self.Mixed_6d = InceptionC(768, 160)
-            self.Mixed_6e = InceptionC(768, 192)
-            self.Mixed_7a = InceptionD(768)
-            self.Mixed_7b = InceptionE(1280, "avg")
-            self.Mixed_7c = InceptionE(2048, "max")
-            self.fc = nn.Linear(2048, 1008)
-
-        def fold(self, dtype, device):
-            stem = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3"]
-            self._stem = [Folded([getattr(self, n)], dtype, device) for n in stem]
-            for m in self.children():
-                if hasattr(m, "fold"):
-                    m.fold(dtype, device)
-            self._fc_t = self.fc.weight.detach().to(device=device, dtype=dtype).t().contiguous()  # (2048, 1008)
-
-        def forward(self, x):
-            """x: normalised (N, 3, 299, 299) -> pool3 (N, 2048), mixed_6/conv first channels (N, 7, 17, 17)."""
-            s = self._stem
-            x = F.max_pool2d(s[2](s[1](s[0](x))), 3, 2)  # (N, 64, 73, 73)
-            x = F.max_pool2d(s[4](s[3](x)), 3, 2)  # (N, 192, 35, 35)
-            x = self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x)))  # (N, 288, 35, 35)
-            x = self.Mixed_6c(self.Mixed_6b(self.Mixed_6a(x)))  # (N, 768, 17, 17)
-            x = self.Mixed_6d(x)
-            spatial = x[:, :SFID_CHANNELS]  # branch1x1 comes first in the concatenation: mixed_6/conv
-            x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(self.Mixed_6e(x))))  # (N, 2048, 8, 8)
-            return x.mean(dim=(2, 3)), spatial
+def network_class():
+    """The network's module class (imported on first use, so importing this module stays cheap)."""
+    from varbench.features.inception_net import InceptionV3TF
 
     return InceptionV3TF
-
-
-_NETWORK_CLASS = None
-
-
-def network_class():
-    global _NETWORK_CLASS
-    if _NETWORK_CLASS is None:
-        _NETWORK_CLASS = _build_modules()
-    return _NETWORK_CLASS
 
 
 class InceptionExtractor:
@@ -361,7 +148,8 @@ class InceptionExtractor:
                  device: str = "cpu", dtype: str = "fp32", channels_last: bool = True):
         import torch
 
-        from varbench import dist, weights
+        from varbench import dist
+        from varbench.errors import check_state_dict
 
         if dtype not in DTYPES:
             raise VarbenchError(f"unknown feature dtype {dtype!r}; use one of {', '.join(DTYPES)}")
@@ -374,7 +162,7 @@ class InceptionExtractor:
         self.channels_last = channels_last
         with torch.device("meta"):  # no initialisation work: every tensor comes from the state dict
             net = network_class()()
-        weights.check_keys_and_shapes(net.state_dict(), state_dict, f"Inception weights {weights_path or ''}".strip())
+        check_state_dict(net.state_dict(), state_dict, f"Inception weights {weights_path or ''}".strip())
         net.load_state_dict(state_dict, strict=True, assign=True)
         self._net = net.requires_grad_(False).eval()
         self._folded = False
@@ -390,11 +178,11 @@ class InceptionExtractor:
     @classmethod
     def from_file(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", dtype: str = "fp32",
                   channels_last: bool = True) -> InceptionExtractor:
-        from varbench import weights
+        from varbench import checkpoint, files
 
         resolved = resolve_weights(path)
-        sd = weights.load_state_dict(resolved, "Inception weights")
-        return cls(sd, weights_sha256=weights.sha256_file(resolved), weights_path=str(resolved), device=device,
+        sd = checkpoint.load_state_dict(resolved, "Inception weights")
+        return cls(sd, weights_sha256=files.sha256_file(resolved), weights_path=str(resolved), device=device,
                    dtype=dtype, channels_last=channels_last)
 
     @property
@@ -458,24 +246,11 @@ class InceptionExtractor:
 def random_state_dict(seed: int = 0) -> dict:
     """Seeded random weights in the official layout, for offline tests and benchmarks (never for reported numbers).
 
-    Convolutions are He-normal and BatchNorm statistics are perturbed, so activations keep their scale through the
-    network and features vary with the image (default initialisation gives near-constant features).
+    ``varbench.recipe`` with gain 2 (He-normal convolutions) and drawn BatchNorm statistics, so activations keep
+    their scale through the network and features vary with the image (default initialisation gives near-constant
+    features).
     """
-    import torch
+    from varbench.recipe import fill_with_recipe
 
-    g = torch.Generator().manual_seed(int(seed))
-    net = network_class()()
-    with torch.no_grad():
-        for name, module in net.named_modules():
-            if isinstance(module, torch.nn.Conv2d):
-                fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
-                module.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=g)
-            elif isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.8, 1.2, generator=g)
-                module.bias.normal_(0.0, 0.2, generator=g)
-                module.running_mean.normal_(0.0, 0.2, generator=g)
-                module.running_var.uniform_(0.5, 1.5, generator=g)
-            elif isinstance(module, torch.nn.Linear):
-                module.weight.normal_(0.0, 4.0 / module.in_features ** 0.5, generator=g)
-                module.bias.normal_(0.0, 0.1, generator=g)
+    net = fill_with_recipe(network_class()(), int(seed), "cpu", gain=2.0)
     return {k: v.clone() for k, v in net.state_dict().items()}

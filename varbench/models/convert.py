@@ -6,7 +6,7 @@ varbench's VAR/VQVAE modules use the official parameter names, so the mapping is
   checked when present;
 * ``quantize.ema_vocab_hit_SV`` (VAE): a training statistic shaped (num_scales, vocab); upstream silently resizes it,
   we keep our own zeros when the number of scales differs.
-No torch.load here: callers pass state dicts (see ``varbench.weights.load_state_dict``).
+No file IO here: callers pass state dicts (``varbench.checkpoint.load_state_dict`` reads them).
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import re
 
 import torch
 
-from varbench.errors import VarbenchError
+from varbench.errors import VarbenchError, check_state_dict
 from varbench.models.var import VAR, VARConfig, level_ids_and_mask
 from varbench.models.vqvae import VQVAE, VQVAEConfig
-from varbench.weights import check_keys_and_shapes
 
 _VAR_MARKERS = ("class_emb.weight", "pos_1LC", "head.weight")
 _VAE_MARKERS = ("encoder.conv_in.weight", "quantize.embedding.weight")
@@ -39,8 +38,13 @@ def _wrong_file(sd: dict, what: str, expect: str) -> VarbenchError | None:
     return None
 
 
-def infer_var_config(sd: dict, patch_nums: tuple[int, ...], what: str = "VAR checkpoint") -> VARConfig:
-    """Depth, width, heads and shared AdaLN from shapes; the patch schedule is given (zoo or --patch-nums)."""
+def infer_var_config(sd: dict, patch_nums: tuple[int, ...], what: str = "VAR checkpoint",
+                     num_heads: int | None = None) -> VARConfig:
+    """Depth, width, heads and shared AdaLN from shapes; the patch schedule is given (zoo or --patch-nums).
+
+    Heads: the per-head temperature's shape tells them (every released file); without it ``num_heads``
+    (``--num-heads``) or width / 64 (the released head size) when the width is a multiple of 64.
+    """
     err = _wrong_file(sd, what, "var")
     if err:
         raise err
@@ -52,7 +56,7 @@ def infer_var_config(sd: dict, patch_nums: tuple[int, ...], what: str = "VAR che
         raise VarbenchError(f"{what} has no 'blocks.N.*' keys: not a VAR transformer state dict")
     width = sd["class_emb.weight"].shape[1]
     heads_key = "blocks.0.attn.scale_mul_1H11"
-    heads = sd[heads_key].shape[1] if heads_key in sd else depth
+    heads = _heads(sd[heads_key].shape[1] if heads_key in sd else None, width, num_heads, what)
     num_tokens = sd["pos_1LC"].shape[1]
     want = sum(p * p for p in patch_nums)
     if num_tokens != want:
@@ -71,6 +75,22 @@ def infer_var_config(sd: dict, patch_nums: tuple[int, ...], what: str = "VAR che
         latent_dim=sd["word_embed.weight"].shape[1],
         attn_l2_norm=heads_key in sd,
     )
+
+
+def _heads(from_shape: int | None, width: int, num_heads: int | None, what: str) -> int:
+    if num_heads is not None:
+        if num_heads < 1 or width % num_heads:
+            raise VarbenchError(f"--num-heads {num_heads} does not divide the width {width} of {what}")
+        if from_shape is not None and from_shape != num_heads:
+            raise VarbenchError(f"{what} has {from_shape} heads (its attention temperatures say so), not "
+                                f"--num-heads {num_heads}; drop --num-heads")
+        return num_heads
+    if from_shape is not None:
+        return from_shape
+    if width % 64:
+        raise VarbenchError(f"{what}: width {width} is not a multiple of 64, so the head count cannot be inferred; "
+                            "pass --num-heads N")
+    return width // 64
 
 
 def infer_vae_config(sd: dict, patch_nums: tuple[int, ...], what: str = "VAE checkpoint") -> VQVAEConfig:
@@ -99,7 +119,7 @@ def load_var(sd: dict, cfg: VARConfig, device: str | torch.device = "cpu", what:
     mask = mask.view(1, 1, *mask.shape)
     if "attn_bias_for_masking" not in sd:  # some exports drop this 20 MB buffer; it follows from patch_nums
         sd["attn_bias_for_masking"] = mask
-    check_keys_and_shapes(expected, sd, what)
+    check_state_dict(expected, sd, what)
     for key, want in (("lvl_1L", lvl.view(1, -1)), ("attn_bias_for_masking", mask)):
         if not torch.equal(sd[key].cpu(), want):
             raise VarbenchError(f"{what}: {key} does not match patch_nums {cfg.patch_nums}; check --patch-nums")
@@ -113,7 +133,7 @@ def load_vae(sd: dict, cfg: VQVAEConfig, device: str | torch.device = "cpu", wha
     usage = "quantize.ema_vocab_hit_SV"
     if usage in sd and tuple(sd[usage].shape) != tuple(expected[usage].shape):
         sd[usage] = torch.zeros(expected[usage].shape)  # per-scale training statistic; unused at inference
-    check_keys_and_shapes(expected, sd, what)
+    check_state_dict(expected, sd, what)
     return _instantiate(VQVAE, cfg, sd, device)
 
 

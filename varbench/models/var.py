@@ -14,13 +14,43 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from varbench.errors import VarbenchError
 from varbench.models.blocks import AdaLNBeforeHead, AdaLNSelfAttn, KVCache, SharedAdaLin
+
+# The released scale schedules by last grid side (utils/arg_util.py --pn 256 / 512 / 1024; no 1024 model exists).
+SCHEDULES: dict[int, tuple[int, ...]] = {
+    16: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16),
+    32: (1, 2, 3, 4, 6, 9, 13, 18, 24, 32),
+    64: (1, 2, 3, 4, 5, 7, 9, 12, 16, 21, 27, 36, 48, 64),
+}
+
+
+def patch_schedule(grid: int) -> tuple[int, ...]:
+    """The scale schedule ending at side ``grid``: the released one for 16/32/64, else a geometric one.
+
+    The geometric schedule has K = round(1 + ln(n) / ln(4/3)) scales (O(log n) steps, as the paper's lemma D.2),
+    sides rounded from n^(i / (K - 1)) with repeats dropped (n = 8 gives 1, 2, 3, 4, 6, 8).
+    """
+    if grid < 1:
+        raise VarbenchError(f"token grid side must be >= 1, got {grid}")
+    if grid in SCHEDULES:
+        return SCHEDULES[grid]
+    if grid == 1:
+        return (1,)
+    k = max(2, round(1 + math.log(grid) / math.log(4 / 3)))
+    out: list[int] = []
+    for i in range(k):
+        p = max(1, round(grid ** (i / (k - 1))))
+        if not out or p > out[-1]:
+            out.append(p)
+    out[-1] = grid
+    return tuple(out)
 
 
 @dataclass(frozen=True)
 class VARConfig:
     depth: int
-    patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
+    patch_nums: tuple[int, ...] = SCHEDULES[16]
     width: int | None = None  # None: 64 * depth (the released size rule)
     num_heads: int | None = None  # None: depth (head dim 64)
     shared_aln: bool = False  # one shared AdaLN projection (VAR-d36)
@@ -42,6 +72,24 @@ class VARConfig:
     @property
     def num_tokens(self) -> int:
         return sum(p * p for p in self.patch_nums)
+
+    @property
+    def resolution(self) -> int:
+        """Image side in pixels (the VQVAE downsamples by 16)."""
+        return 16 * self.patch_nums[-1]
+
+    @property
+    def num_params(self) -> int:
+        """Exact parameter count of ``VAR(self)`` (closed form; buffers and the VQVAE excluded)."""
+        c, h, s, v, z = self.C, self.heads, len(self.patch_nums), self.vocab_size, self.latent_dim
+        hidden = round(c * self.mlp_ratio)
+        attn = 3 * c * c + 2 * c + (c * c + c) + (h if self.attn_l2_norm else 0)  # qkv, q/v bias, proj, temperature
+        ffn = c * hidden + hidden + hidden * c + c
+        per_block = attn + ffn + (6 * c if self.shared_aln else 6 * c * c + 6 * c)  # ada_gss or ada_lin
+        shared = 6 * c * c + 6 * c if self.shared_aln else 0
+        embeddings = c + self.num_tokens * c + (z * c + c) + (self.num_classes + 1) * c + s * c
+        head = (2 * c * c + 2 * c) + (c * v + v)
+        return self.depth * per_block + shared + embeddings + head
 
     @property
     def begin_ends(self) -> list[tuple[int, int]]:

@@ -1,0 +1,1 @@
+"""Known reference statistics (known.json) and their documentation, installed as package data."""

@@ -5,9 +5,9 @@
 
 Both score the same folder of seeded PNGs against the same reference (built once from another folder, not timed),
 with the same Inception weights (seeded random unless ``--inception-weights``):
-- varbench: ``evaluate.evaluate`` (scan/verify, decode with a prefetch thread, features, metrics; cache off);
+- varbench: ``evaluate.score.evaluate`` (scan/verify, decode with a prefetch thread, features, metrics; cache off);
 - torch-fidelity: ``calculate_metrics(input1=<folder>, isc, fid, kid, prc)`` with its own folder loader, DataLoader
-  and extractor; the reference enters through its cache (``evaluate.torch_fidelity_settings``).
+  and extractor; the reference enters through its cache (``evaluate.backends.torch_fidelity_settings``).
 Both run with TF32 off; runs alternate (``--repeats``) and the ratio is of median times.  Target on a GPU
 (issue 4): >= 2x for 50,000 images.
 """
@@ -50,7 +50,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-fid-e2e-") as tmp:
         tmp = Path(tmp)
         os.environ["VARBENCH_HOME"] = str(tmp / "home")  # references and caches of this run stay here
-        from varbench import env, evaluate, stats
+        from varbench import env
+        from varbench.evaluate import backends, reference, score
         from varbench.features.inception import InceptionExtractor, precise_float32, random_state_dict
 
         weights = args.inception_weights
@@ -60,24 +61,23 @@ def main() -> None:
         samples, real = tmp / "samples", tmp / "real"
         write_pngs(samples, args.n, args.size, seed=0)
         write_pngs(real, args.ref_n, args.size, seed=10_000_000)
-        ref = evaluate.build_reference("bench", real, weights=weights, device=args.device,
-                                       batch_size=args.batch_size)
-        stats.save(ref, stats.path_for("bench"))
+        ref = reference.build("bench", real, weights=weights, device=args.device, batch_size=args.batch_size)
+        reference.save(ref, reference.path_for("bench"))
         subset = min(1000, args.n, args.ref_n)
-        config = evaluate.EvalConfig(metrics=("fid", "is", "pr", "kid"), batch_size=args.batch_size,
-                                     device=args.device, kid_subset_size=subset, feature_cache=False)
+        config = score.EvalConfig(metrics=("fid", "is", "pr", "kid"), batch_size=args.batch_size,
+                                  device=args.device, kid_subset_size=subset, feature_cache=False)
 
         def sync():
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
 
         def ours_run():
-            return evaluate.evaluate(samples, "bench", config, weights=weights)["results"]["metrics"]
+            return score.evaluate(samples, "bench", config, weights=weights)["results"]["metrics"]
 
         def theirs_run():
             extractor = InceptionExtractor.from_file(weights, device=args.device)
             with precise_float32(), tempfile.TemporaryDirectory(prefix="tf-cache-") as cache:
-                settings = evaluate.torch_fidelity_settings(ref, extractor, config, cache)
+                settings = backends.torch_fidelity_settings(ref, extractor, config, cache)
                 settings.update(input1=str(samples), isc=True, fid=True, kid=True, prc=True, samples_find_ext="png")
                 return {k: float(v) for k, v in torch_fidelity.calculate_metrics(**settings).items()}
 

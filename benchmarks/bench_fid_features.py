@@ -5,8 +5,8 @@
 
 Both read the same folder of 256x256 PNG files (written once, seeded) with the same Inception weights (seeded random
 weights unless ``--inception-weights``; the work is the same) and produce pool3 + bias-free logits:
-- varbench: ``images.open_samples`` (scan and verify every file) + ``evaluate.sample_features`` (decode, TF1 resize,
-  folded network; sFID features too), feature cache off;
+- varbench: ``evaluate.samples.open_samples`` (scan and verify every file) + ``evaluate.cache.sample_features``
+  (decode, TF1 resize, folded network; sFID features too), feature cache off;
 - torch-fidelity: ``calculate_metrics(input1=<folder>, isc=True)`` (its DataLoader with its default worker count,
   its extractor), cache off.
 Runs alternate (varbench, torch-fidelity, ...) so both see the same machine load; the table shows each run and the
@@ -57,7 +57,8 @@ def main() -> None:
     import torch
     import torch_fidelity
 
-    from varbench import env, evaluate, images
+    from varbench import env
+    from varbench.evaluate import cache, samples, score
     from varbench.features.inception import InceptionExtractor, precise_float32, random_state_dict
 
     torch.set_num_threads(args.threads)
@@ -71,11 +72,12 @@ def main() -> None:
         if not args.folder:
             write_pngs(folder, args.n, args.size, seed=0)
         n = len(list(folder.glob("*.png")))
-        config = evaluate.EvalConfig(batch_size=args.batch_size, device=args.device, feature_cache=False)
+        config = score.EvalConfig(batch_size=args.batch_size, device=args.device, feature_cache=False)
 
         def ours():
             extractor = InceptionExtractor.from_file(weights, device=args.device)
-            feats = evaluate.sample_features(images.open_samples(folder), extractor, config)
+            feats = cache.sample_features(samples.open_samples(folder), extractor, batch_size=config.batch_size,
+                                          dtype=config.dtype, use_cache=config.feature_cache)
             return feats.pool3
 
         def theirs():
@@ -105,7 +107,7 @@ def main() -> None:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         tf = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights))
-        first = next(images.open_samples(folder).batches(32))
+        first = next(samples.open_samples(folder).batches(32))
         with torch.no_grad(), precise_float32():
             ref = tf(torch.from_numpy(first).permute(0, 3, 1, 2).contiguous())[0].numpy()
         max_rel = float(np.abs(pool3[:32] - ref).max() / np.abs(ref).max())

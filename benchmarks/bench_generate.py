@@ -10,7 +10,8 @@ after warm-up calls, and reports the median seconds per call, images/s and, for 
 TFLOP/s: FLOPs per image from ``shared/facts/baselines.md`` section 3 (KV cache, AdaLN projections included, VQ
 decoder excluded) times 2 for the unconditional CFG row VAR always runs, divided by the measured time (which includes
 the VQ decode, so this is a lower bound on the transformer's rate).  ``--random-weights`` times released shapes with
-seeded random weights (no download; decoding runs a fixed number of steps, so the work is the same).
+seeded random weights (``varbench.recipe``; no download; decoding runs a fixed number of steps, so the work is the
+same).
 """
 
 from __future__ import annotations
@@ -26,22 +27,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from varbench import generator as gen_mod  # noqa: E402
-from varbench import results, zoo  # noqa: E402
 from varbench.errors import VarbenchError  # noqa: E402
+from varbench.generate.plan import sample_seed  # noqa: E402
+from varbench.generators import protocol as gen_mod  # noqa: E402
+from varbench.generators import zoo  # noqa: E402
+from varbench.results import schema  # noqa: E402
 from varbench.speed.flops import Arch, var_flops  # noqa: E402
-from varbench.generator import sample_seed  # noqa: E402
+
+RANDOM_SEEDS = (1, 2)  # recipe seeds (transformer, tokenizer) of --random-weights
 
 
 def var_flops_per_image(width: int, depth: int, vocab: int, patch_nums, shared_aln: bool) -> float:
-    """F_VAR with KV cache for one row (no CFG), facts §3 via ``varbench.flops``."""
+    """F_VAR with KV cache for one row (no CFG), facts §3 via ``varbench.speed.flops``."""
     return var_flops(Arch(width, depth, vocab), patch_nums, shared_adaln=shared_aln).total
 
 
 def build(name: str, device: str, dtype: str, random_weights: bool):
     spec = zoo.get(name)
-    if random_weights and not spec.random_init:
-        spec = dataclasses.replace(spec, random_init=True)
+    if random_weights and not spec.random_init and spec.config is not None:
+        spec = dataclasses.replace(spec, random_seeds=RANDOM_SEEDS, weights=())
     return gen_mod.build(spec, {}, device=device, dtype=dtype), spec
 
 
@@ -84,6 +88,7 @@ def main() -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     rows = []
     random_weights = False
+    protocol = schema.empty_protocol()
     load_before = os.getloadavg()[0]
     for name in args.models.split(","):
         try:
@@ -91,6 +96,8 @@ def main() -> None:
         except VarbenchError as e:
             raise SystemExit(f"error: {e}") from None
         random_weights |= bool(gen.random_weights)
+        if len(args.models.split(",")) == 1:  # one model: the protocol records it and its sampling settings
+            protocol["model"], protocol["sampling"] = gen_mod.model_info(gen), gen_mod.sampling_record(gen)
         desc = gen.describe()
         flops = None
         if spec.family == "var":
@@ -151,10 +158,10 @@ def main() -> None:
         "load_average_1m": [load_before, os.getloadavg()[0]],  # before, after: other work on a shared machine
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
-    result = results.make("speed", config, summary, device=device, random_weights=random_weights)
-    tag = "cpu" if device == "cpu" else (result["env"].get("gpu_name") or "cuda").lower().replace(" ", "_")
+    result = schema.make("speed", config, summary, protocol, device=device, random_weights=random_weights)
+    tag = "cpu" if device == "cpu" else (result["env"].get("device_name") or "cuda").lower().replace(" ", "_")
     path = Path(args.json or f"reports/bench_generate_{tag}.json")
-    results.save(path, result)
+    schema.save(path, result)
     print(f"wrote {path}")
 
 

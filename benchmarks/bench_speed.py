@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from varbench import atomic, env  # noqa: E402
+from varbench import env, files  # noqa: E402
 
 COMMAND = ["varbench", "speed", "--quick"]
 
@@ -67,7 +67,7 @@ def main() -> None:
         "latency_order_always_held": all(r["latency_order_holds"] for r in runs),
         "env": env.collect("cpu"),
     }
-    atomic.write_json(args.json, result)
+    files.write_json(args.json, result)
     print(json.dumps({k: result[k] for k in ("wall_s_median", "wall_s_max", "under_2_minutes",
                                              "latency_order_always_held")}, indent=2))
 

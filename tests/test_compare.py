@@ -14,7 +14,7 @@ from varbench.cli.app import app
 from varbench.errors import VarbenchError
 from varbench.metrics import registry
 from varbench.report import compare as gate
-from varbench.results import schema as results
+from varbench.results import read, schema
 
 runner = CliRunner()
 
@@ -24,7 +24,7 @@ def _holder(real_runs, metric: str) -> dict:
     group = registry.get(metric).group
     path = {"quality": real_runs.fid[1.5], "generate": real_runs.generate[1.5] / "result.json",
             "speed": real_runs.speed}[group]
-    return copy.deepcopy(results.load(path))
+    return copy.deepcopy(read.load(path))
 
 
 def _set(result: dict, metric: str, value: float) -> dict:
@@ -58,8 +58,8 @@ def test_defaults_pass_a_faithful_rerun_and_fail_a_real_change(real_runs, tmp_pa
     again = tmp_path / "again.json"
     cli("fid", real_runs.generate[1.5], "--ref", "ci_noise16", "--inception-weights", real_runs.weights, *FID,
         "--json", again)
-    base = results.load(real_runs.fid[1.5])
-    assert gate.compare(base, results.load(again)).regressions == []
+    base = read.load(real_runs.fid[1.5])
+    assert gate.compare(base, read.load(again)).regressions == []
     res = runner.invoke(app, ["compare", str(real_runs.fid[1.5]), str(again), "--max-regression", "fid=0.01,is=0.05"])
     assert res.exit_code == 0 and "no regressions" in res.output, res.output
     worse = copy.deepcopy(base)
@@ -75,16 +75,16 @@ def test_defaults_pass_a_faithful_rerun_and_fail_a_real_change(real_runs, tmp_pa
 
 
 def test_changed_samples_fail_the_gate_unless_allowed(real_runs, tmp_path):
-    base = results.load(real_runs.fid[1.5])
-    other = results.load(real_runs.fid[2.0])  # other samples (another cfg); compare the same metric values
+    base = read.load(real_runs.fid[1.5])
+    other = read.load(real_runs.fid[2.0])  # other samples (another cfg); compare the same metric values
     other["results"]["metrics"] = dict(base["results"]["metrics"])
     other["results"]["backends"] = {"adm": dict(base["results"]["metrics"])}
     cmp = gate.compare(base, other)
     assert [c.metric for c in cmp.regressions] == ["samples"]
     assert gate.compare(base, other, allow_changed_samples=True).regressions == []
     b, n = tmp_path / "b.json", tmp_path / "n.json"
-    results.save(b, base)
-    results.save(n, other)
+    schema.save(b, base)
+    schema.save(n, other)
     res = runner.invoke(app, ["compare", str(b), str(n)])
     assert res.exit_code == 1 and "the scored samples changed" in res.output
     assert "protocol sampling.cfg: 1.5 vs 2.0" in res.output  # what differs is printed
@@ -104,13 +104,13 @@ def test_thresholds_parse_keys_aliases_and_percent():
 
 def _cli(tmp_path, base, new, *args):
     b, n = tmp_path / "base.json", tmp_path / "new.json"
-    results.save(b, base)
-    results.save(n, new)
+    schema.save(b, base)
+    schema.save(n, new)
     return runner.invoke(app, ["compare", str(b), str(n), *args])
 
 
 def test_cli_exit_codes_on_regressions_and_improvements(real_runs, tmp_path):
-    base = results.load(real_runs.fid[1.5])
+    base = read.load(real_runs.fid[1.5])
     m = base["results"]["metrics"]
 
     def variant(**changes):
@@ -131,7 +131,7 @@ def test_cli_exit_codes_on_regressions_and_improvements(real_runs, tmp_path):
 
 
 def test_speed_regressions_use_relative_thresholds(real_runs, tmp_path):
-    base = results.load(real_runs.speed)
+    base = read.load(real_runs.speed)
     slower = copy.deepcopy(base)
     row = slower["results"]["rows"][1]
     row["latency_s"] *= 1.2
@@ -144,7 +144,7 @@ def test_speed_regressions_use_relative_thresholds(real_runs, tmp_path):
 
 
 def test_a_metric_missing_in_new_is_a_regression(real_runs, tmp_path):
-    base = results.load(real_runs.fid[1.5])
+    base = read.load(real_runs.fid[1.5])
     new = copy.deepcopy(base)
     del new["results"]["metrics"]["precision"]
     res = _cli(tmp_path, base, new, "--out", str(tmp_path / "cmp.md"))
@@ -158,7 +158,7 @@ def test_a_metric_missing_in_new_is_a_regression(real_runs, tmp_path):
 def test_bad_inputs_exit_2_with_one_line(real_runs, tmp_path):
     from test_report import _one_line_error
 
-    fid, speed = results.load(real_runs.fid[1.5]), results.load(real_runs.speed)
+    fid, speed = read.load(real_runs.fid[1.5]), read.load(real_runs.speed)
     assert "cannot compare a 'fid' result" in _one_line_error(_cli(tmp_path, fid, speed))
     future = tmp_path / "v9.json"
     future.write_text(json.dumps({**fid, "schema_version": 9}))
@@ -172,7 +172,7 @@ def test_committed_baseline_is_a_fid_result_that_passes_against_itself():
     from conftest import ROOT
 
     path = ROOT / "reports" / "baseline.json"
-    base = results.load(path, kind="fid")
+    base = read.load(path, kind="fid")
     assert base["random_weights"] is True  # tiny random-weight model and Inception: never a quality claim
     assert {"fid", "sfid", "kid_mean"} <= set(base["results"]["metrics"])
     res = runner.invoke(app, ["compare", str(path), str(path)])

@@ -17,7 +17,7 @@ from varbench.generate import run as sampler
 from varbench.generate.plan import make_plan, sample_seed
 from varbench.generate.run import GenerateJob
 from varbench.generators.noise import NoiseGenerator
-from varbench.results import schema as results
+from varbench.results import read as results_read
 
 RES = 16
 
@@ -125,7 +125,7 @@ def test_manifest_records_everything_and_hashes_match(tmp_path):
     assert art["sha256"] == hashlib.sha256(read(out / "samples.npz")).hexdigest()
     assert m["artefacts"]["png"]["count"] == 12
     assert m["timings"]["chunk_seconds_total"] >= 0 and m["sessions"][0]["world_size"] == 1
-    res = results.load(out / "result.json", kind="generate")
+    res = results_read.load(out / "result.json", kind="generate")
     assert res["random_weights"] is True
     assert res["results"]["num_samples"] == 12 and res["results"]["samples_sha256"] == art["sha256"]
     assert res["config"]["plan"]["num_samples"] == 12 and res["config"]["batch_size"] == 2

@@ -22,7 +22,7 @@ from varbench.errors import VarbenchError
 from varbench.generators import zoo
 from varbench.report import plots, protocol, render, tables
 from varbench.results import frame, published
-from varbench.results import schema as results
+from varbench.results import read, schema
 
 runner = CliRunner()
 
@@ -42,12 +42,12 @@ NEURIPS_D16 = ("var_neurips_table1", "var_d16")
 
 # ------------------------------------------------------------------------------------------------------ tables
 def test_fid_results_carry_the_protocol_of_their_samples(real_runs):
-    result = results.load(real_runs.fid[1.5])
+    result = read.load(real_runs.fid[1.5])
     p = result["protocol"]
     assert p["model"]["name"] == "var_test" and p["sampling"]["guidance_rule"] == "var_ramp"
     assert p["sampling"]["last_step_weight"] == 2.5 and p["labels"]["scheme"] == "1_per_class"
     assert p["samples"]["count"] == 8 and p["reference"]["name"] == "ci_noise16"
-    gen = results.load(real_runs.generate[1.5] / "result.json")
+    gen = read.load(real_runs.generate[1.5] / "result.json")
     assert gen["protocol"]["samples"]["sha256"] == p["samples"]["sha256"]  # the same images, by content
 
 
@@ -63,7 +63,7 @@ def test_quality_table_flags_random_weights_and_has_no_published_numbers_for_tes
 def test_protocol_differences_on_real_results(real_runs):
     """Every flag, read from real outputs: random weights, reference batch, official Inception, sample count, label
     scheme, cfg value, generated and scored resolution."""
-    result = results.load(real_runs.fid[2.0])
+    result = read.load(real_runs.fid[2.0])
     diffs = protocol.differences(result, row(*README_D16))
     assert diffs == [
         "random weights", "reference ci_noise16 (computed statistics) vs VIRTUAL_imagenet256_labeled",
@@ -74,7 +74,7 @@ def test_protocol_differences_on_real_results(real_runs):
 
 
 def test_var_ramp_and_constant_guidance_are_told_apart(real_runs):
-    lg = results.load(real_runs.llamagen_fid)
+    lg = read.load(real_runs.llamagen_fid)
     assert lg["protocol"]["sampling"]["guidance_rule"] == "constant" and lg["protocol"]["sampling"]["cfg"] == 2.0
     diffs = protocol.differences(lg, row(*README_D16))
     assert "cfg rule constant vs var_ramp (last-step weight 2; the published rule gives 2.5)" in diffs
@@ -86,7 +86,7 @@ def test_var_ramp_and_constant_guidance_are_told_apart(real_runs):
 
 def test_paper_version_of_the_weights_is_checked(real_runs):
     """A var_d16 run (the identity its generator records for released weights) against both published versions."""
-    result = copy.deepcopy(results.load(real_runs.fid[1.5]))
+    result = copy.deepcopy(read.load(real_runs.fid[1.5]))
     spec = zoo.get("var_d16")
     result["random_weights"] = False
     result["protocol"]["model"].update(name="var_d16", random_weights=False, paper_version=spec.paper_version)
@@ -201,7 +201,7 @@ def test_plots_from_real_results(real_runs):
     runs = inputs(*[real_runs.fid[c] for c in CFGS])
     assert plots.fid_vs_cfg(tables.cfg_points(runs[:1])) is None  # one scale: nothing to plot
     assert _png_size(plots.fid_vs_cfg(tables.cfg_points(runs)))[0] > 500
-    speed = results.load(real_runs.speed)["results"]
+    speed = read.load(real_runs.speed)["results"]
     one = plots.speed_loglog(speed["rows"], speed["fits"])
     two = plots.speed_loglog(speed["rows"], speed["fits"], speed["flop_sweep"], speed["crossovers"], title="cpu")
     assert _png_size(two)[0] > 1.5 * _png_size(one)[0]
@@ -236,7 +236,7 @@ def test_sample_grid_rejects_non_images(tmp_path):
 def test_a_copied_run_directory_shows_its_own_samples(real_runs, tmp_path):
     copy_dir = tmp_path / "copy"
     shutil.copytree(real_runs.generate[1.0], copy_dir)
-    obj = results.load(copy_dir / "result.json")
+    obj = read.load(copy_dir / "result.json")
     assert plots.samples_path(obj, copy_dir / "result.json") == copy_dir / "samples.npz"
     figs, captions, notes = plots.for_report(inputs(copy_dir / "result.json"))
     assert list(figs) == ["samples_copy"] and notes == [] and "var_test" in captions["samples_copy"]
@@ -302,7 +302,7 @@ def test_cli_bad_inputs_exit_2_with_one_line(real_runs, tmp_path):
 def test_version_1_results_load_through_the_migration():
     from conftest import FIXTURES
 
-    old = results.load(FIXTURES / "result_v1_fid.json")
+    old = read.load(FIXTURES / "result_v1_fid.json")
     assert old["schema_version"] == 2 and old["kind"] == "fid"
     p = old["protocol"]
     assert p["reference"]["name"] == "ci_noise64" and p["extractor"]["official_weights"] is False

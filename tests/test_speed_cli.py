@@ -17,7 +17,7 @@ from varbench.generators import zoo
 from varbench.models.sample import sample
 from varbench.models.var import SCHEDULES, VAR, VARConfig, patch_schedule
 from varbench.models.vqvae import VQVAE, VQVAEConfig
-from varbench.results import schema as results
+from varbench.results import read, schema
 from varbench.speed import decoders, timing
 from varbench.speed import plan as speed_plan
 from varbench.speed import run as speed_run
@@ -145,7 +145,7 @@ def test_dry_run_json(tmp_path):
                               "--json", str(out)])
     assert res.exit_code == 0, res.output
     assert "var_kv" in res.stdout and "n^6" in res.stdout
-    obj = results.load(out, kind="speed")
+    obj = read.load(out, kind="speed")
     rows = obj["results"]["rows"]
     assert obj["results"]["dry_run"] is True and len(rows) == 8
     assert all(ROW_KEYS <= set(r) for r in rows) and all(r["latency_s"] is None for r in rows)
@@ -224,7 +224,7 @@ def test_overwrite_replaces_finished_outputs(tmp_path):
     assert runner.invoke(app, args).exit_code == 2 and out.read_text() == "old"
     res = runner.invoke(app, [*args, "--overwrite"])
     assert res.exit_code == 0, res.output
-    assert results.load(out, kind="speed")["results"]["dry_run"] is True
+    assert read.load(out, kind="speed")["results"]["dry_run"] is True
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -252,14 +252,14 @@ def test_readme_quick_command_writes_json_and_png(tmp_path, monkeypatch):
     """The README's main job, run as written: the whole --quick study on CPU (about a minute on one core)."""
     from pathlib import Path
 
-    command = "varbench speed --quick --json runs/quick_speed.json --plot runs/quick_speed.png"
+    command = "varbench speed --quick --json runs/quick_speed.json --plot runs/quick_speed.png --overwrite"
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert f"pip install -e . && {command}\n" in readme.split("```")[1]  # the first command of the quickstart
     monkeypatch.chdir(tmp_path)
     res = runner.invoke(app, command.split()[1:])
     assert res.exit_code == 0, res.output
     out, png = tmp_path / "runs" / "quick_speed.json", tmp_path / "runs" / "quick_speed.png"
-    obj = results.load(out, kind="speed")
+    obj = read.load(out, kind="speed")
     assert obj["random_weights"] is True and obj["env"]["device"] == "cpu"
     assert obj["config"]["quick"] is True and obj["config"]["dtype"] == "fp32"
     rows = obj["results"]["rows"]

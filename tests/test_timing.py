@@ -43,7 +43,7 @@ def test_interleaved_runs_round_robin_with_own_budgets():
     assert len(slow.samples) == 2 and "repeats cut from 4 to 2" in slow.notes[0]
     assert len(fast.samples) == 4 and not fast.notes
     assert all(s >= 0.08 for s in slow.samples) and fast.median < slow.median
-    assert fast_mem.bytes is not None and fast_mem.kind.startswith("rss")
+    assert fast_mem.bytes is not None and fast_mem.kind.startswith("process_rss")
     # a warm-up done by the caller: no extra calls, its duration sets the budget
     order.clear()
     (t, _), = timing.measure_interleaved([make(0, 0.0)], "cpu", cfg, warm_seconds=[0.15])
@@ -107,9 +107,9 @@ def test_peak_memory_sees_an_allocation():
     with timing.peak_memory("cpu") as mem:
         x = torch.ones(64 * 2**20 // 4 * 4)  # 256 MiB, touched
         del x
-    assert mem.kind in ("rss_peak", "rss_peak_since_start")
+    assert mem.kind in ("process_rss_peak", "process_rss_peak_since_start")
     assert mem.bytes is not None and base.bytes is not None
-    if mem.kind == "rss_peak":  # the peak was reset at entry, so the allocation shows
+    if mem.kind == "process_rss_peak":  # the peak was reset at entry, so the allocation shows
         assert mem.bytes - base.bytes > 200 * 2**20
 
 

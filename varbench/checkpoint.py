@@ -27,6 +27,7 @@ def load_state_dict(path: str | os.PathLike, what: str = "checkpoint") -> dict:
         raise VarbenchError(f"{what} not found: {path}")
     if path.stat().st_size == 0:
         raise VarbenchError(f"{what} {path} is empty (0 bytes); download it again")
+    _check_container(path, what)
     try:
         # argparse.Namespace: the run arguments LlamaGen's training script saves beside ``model`` (plain data)
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -37,16 +38,33 @@ def load_state_dict(path: str | os.PathLike, what: str = "checkpoint") -> dict:
             f"{what} {path} was refused by the safe loader (weights_only=True): it holds objects other than tensors "
             f"({first[:160]}); only plain state dicts are accepted"
         ) from None
-    except Exception as e:  # noqa: BLE001 - a user file: any failure (truncated zip, text, pickle KeyError) is bad input
-        raise VarbenchError(
-            f"{what} {path} is unreadable (truncated, or not a torch file?): {_first_line(e)[:160]}"
-        ) from None
+    except Exception as e:  # noqa: BLE001 - a user file: any failure (damaged zip member, pickle KeyError) is bad input
+        raise VarbenchError(f"{what} {path} is unreadable ({_first_sentence(e)}); download it again") from None
     return unwrap_state_dict(obj, f"{what} {path}")
+
+
+def _check_container(path: Path, what: str) -> None:
+    """A torch file is a zip archive (torch >= 1.6) or a pickle (older files); say which check fails."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] == b"PK":
+        if not zipfile.is_zipfile(path):
+            raise VarbenchError(f"{what} {path} is truncated (its zip archive has no central directory); "
+                                "download it again")
+    elif head[:1] != b"\x80":
+        raise VarbenchError(f"{what} {path} is not a torch file (neither a zip archive nor a pickle); pass the "
+                            "released .pth/.pt file")
 
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def _first_sentence(e: BaseException) -> str:
+    """The first sentence of an error message (library messages can run on), at most 160 characters."""
+    text = _first_line(e).split(". ")[0].rstrip(".")
+    return (text if len(text) <= 160 else text[:157] + "...") or type(e).__name__
 
 
 def _can_mmap(path: Path) -> bool:

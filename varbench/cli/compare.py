@@ -40,14 +40,14 @@ def compare(
     from varbench.cli import render
     from varbench.report import compare as gate
     from varbench.report.render import markdown_table
-    from varbench.results import frame, schema
+    from varbench.results import frame, read
 
     if out is not None and out.suffix not in (".md", ".json"):
         raise VarbenchError(f"--out must end in .md or .json, got {out}")
     files.check_output(out, "--out", overwrite)
     thresholds = gate.parse_thresholds(max_regression)
     names = frame.run_names([base, new])
-    cmp = gate.compare(schema.load(base), schema.load(new), thresholds, base_name=names[0], new_name=names[1],
+    cmp = gate.compare(read.load(base), read.load(new), thresholds, base_name=names[0], new_name=names[1],
                        allow_changed_samples=allow_changed_samples)
     table = cmp.table()
     if out is not None:

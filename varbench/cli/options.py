@@ -2,29 +2,53 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
+import threading
 
 import typer
 
 from varbench.errors import VarbenchError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (slurm, a CI timeout, kill): handled like Ctrl-C, so the same resume hint is printed."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def guard(fn):
-    """``VarbenchError`` -> one red line and exit code 2; Ctrl-C -> one line (how to resume, for resumable work)
-    and exit code 130.  Any other exception is a bug and keeps its traceback."""
+    """``VarbenchError`` -> one red line and exit code 2; Ctrl-C or SIGTERM -> one line (how to resume, for
+    resumable work) and exit code 130 (143 for SIGTERM).  Any other exception is a bug and keeps its traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from varbench.cli import render
 
         try:
-            return fn(*args, **kwargs)
+            with _sigterm_as_interrupt():
+                return fn(*args, **kwargs)
         except VarbenchError as e:
             render.error(str(e))
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             render.interrupted()
-            raise typer.Exit(130) from None
+            raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
 
     return wrapper
 

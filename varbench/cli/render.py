@@ -102,10 +102,14 @@ class _Renderer:
         if self.bar is not None:
             self.bar.update(self.task, completed=event.done, total=event.total, detail=event.detail,
                             rate=f"{rate:.2f} {event.unit}/s" if rate else "")
-        elif time.monotonic() - self.last_line >= PLAIN_INTERVAL or (event.done >= event.total > self.final):
+        elif time.monotonic() - self.last_line >= PLAIN_INTERVAL or self._final(event):
             self.last_line = time.monotonic()
-            self.final = event.total if event.done >= event.total else self.final
+            self.final = event.total if self._final(event) else self.final
             _err.print(_plain_line(event, self.suffix, rate, time.monotonic() - self.started), markup=False)
+
+    def _final(self, event) -> bool:
+        """The last event of a stage (for resumable work: once that work is on disk), not yet printed."""
+        return event.done >= event.total > self.final and (event.saved or not event.resumable)
 
     def _rate(self, event) -> float:
         elapsed = time.monotonic() - self.started

@@ -12,15 +12,15 @@ from varbench.errors import VarbenchError
 
 
 def speed(
-    resolutions: Optional[str] = typer.Option(None, "--resolutions", "-r", help="Image sizes in px, comma-separated; n = px/16 (1024 uses VAR's 1024 schedule) [default: 256,512]."),
-    models: Optional[str] = typer.Option(None, "--models", "-m", help="VAR zoo models, each timed with its raster twin [default: var_d16]."),
-    baselines: Optional[str] = typer.Option(None, "--baselines", help="Any of var_nokv, raster_kv, raster_nokv, llamagen_b..llamagen_3b [default: var_nokv,raster_kv,raster_nokv]."),
-    batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", "-b", help="Batch sizes; 1 = latency, larger = throughput (halved on CUDA OOM) [default: 1,64]."),
-    cfg: Optional[bool] = typer.Option(None, "--cfg/--no-cfg", help="Classifier-free guidance: a second (unconditional) row per image in every model [default: off]."),
+    resolutions: Optional[str] = typer.Option(None, "--resolutions", "-r", help="Image sizes in px, comma-separated; n = px/16 (1024 uses VAR's 1024 schedule) (default: 256,512)."),
+    models: Optional[str] = typer.Option(None, "--models", "-m", help="VAR zoo models, each timed with its raster twin (default: var_d16)."),
+    baselines: Optional[str] = typer.Option(None, "--baselines", help="Any of var_nokv, raster_kv, raster_nokv, llamagen_b..llamagen_3b (default: var_nokv,raster_kv,raster_nokv)."),
+    batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", "-b", help="Batch sizes; 1 = latency, larger = throughput (halved on CUDA OOM) (default: 1,64)."),
+    cfg: Optional[bool] = typer.Option(None, "--cfg/--no-cfg", help="Classifier-free guidance: a second (unconditional) row per image in every model (default: off)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
-    repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed calls per measurement [default: 5]."),
-    warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed calls before them [default: 1]."),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed calls per measurement (default: 5)."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed calls before them (default: 1)."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the transformers (dynamic shapes)."),
     quick: bool = typer.Option(False, "--quick", help="Small CPU study: width 256, depth 4, 96-160 px, random weights, about a minute."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print steps, tokens, analytic FLOPs and KV-cache sizes; run nothing."),
@@ -29,12 +29,13 @@ def speed(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --json/--plot files."),
     width: Optional[int] = typer.Option(None, "--width", help="Override the VAR (and twin) width; random weights."),
     depth: Optional[int] = typer.Option(None, "--depth", help="Override the VAR (and twin) depth; random weights."),
-    vae_ch: Optional[int] = typer.Option(None, "--vae-ch", help="Tokenizer base width [default: released 160]."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch during the run [--quick: 1]."),
-    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Per measurement: fewer repeats beyond this [default: 300]."),
+    vae_ch: Optional[int] = typer.Option(None, "--vae-ch", help="Tokenizer base width (default: released 160)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch during the run (--quick: 1)."),
+    cpu_budget_minutes: Optional[float] = typer.Option(None, "--cpu-budget-minutes", help="On CPU, refuse a study whose FLOPs need longer (default: 20; 0 = no limit)."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Per measurement: fewer repeats beyond this (default: 300)."),
     count_flops: Optional[bool] = typer.Option(None, "--count-flops/--no-count-flops", help="Also count FLOPs with torch.utils.flop_counter (one extra decode)."),
-    flop_grid: Optional[str] = typer.Option(None, "--flop-grid", help="Grid sides n of the analytic FLOP sweep [default: 8,16,...,1024]."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Sampling and bootstrap seed [default: 0]."),
+    flop_grid: Optional[str] = typer.Option(None, "--flop-grid", help="Grid sides n of the analytic FLOP sweep (default: 8,16,...,1024)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Sampling and bootstrap seed (default: 0)."),
 ) -> None:
     """Decode time, throughput, FLOPs (formula and counted), memory and fitted exponents: VAR vs raster AR.
 
@@ -57,6 +58,7 @@ def speed(
         "batch_sizes": _tuple(int_list(batch_sizes, "--batch-sizes")),
         "cfg": cfg, "dtype": dtype, "device": device, "repeats": repeats, "warmup": warmup, "compile": compile,
         "width": width, "depth": depth, "vae_ch": vae_ch, "threads": threads, "max_seconds": max_seconds,
+        "cpu_budget_minutes": cpu_budget_minutes,
         "count_flops": count_flops, "flop_grid_sides": _tuple(int_list(flop_grid, "--flop-grid")), "seed": seed,
     }
     given = {k: v for k, v in given.items() if v is not None}
@@ -188,6 +190,14 @@ def _models_caption(result) -> str:
     return "; ".join(f"{model}: {', '.join(modes)}" for model, modes in by_model.items())
 
 
+def _memory_caption(result) -> str:
+    kind = result.rows[0].get("peak_mem_kind", "") if result.rows else ""
+    if kind == "cuda_max_allocated":
+        return "peak: CUDA max allocated during the call (per mode)"
+    return ("process peak: the whole process's peak RSS during the call (all built models included), not a per-mode "
+            "figure; KV MiB/img below is per mode")
+
+
 def _render_run(result) -> None:
     from varbench.cli import render
 
@@ -210,11 +220,12 @@ def _render_run(result) -> None:
     weights = "random weights" if result.random_weights else "released weights"
     render.table(
         "varbench speed: decode time per call",
-        [*lead, "mode", "px", "batch", "ms/call", "95% CI ms", "img/s", "VQ dec ms", "peak MiB"],
+        [*lead, "mode", "px", "batch", "ms/call", "95% CI ms", "img/s", "VQ dec ms",
+         "peak MiB" if str(cfg["device"]).startswith("cuda") else "process peak MiB"],
         timing_rows,
         caption=(f"{cfg['device']} {cfg['dtype']}, {cfg.get('torch_threads')} thread(s), "
                  f"{'with' if cfg['cfg'] else 'no'} CFG, {weights}; median of {cfg['repeats']} after "
-                 f"{cfg['warmup']} warm-up; peak: {result.rows[0].get('peak_mem_kind', '')}"
+                 f"{cfg['warmup']} warm-up; " + _memory_caption(result)
                  + ("" if with_model else f"; {_models_caption(result)}")),
     )
     render.table(

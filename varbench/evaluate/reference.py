@@ -215,6 +215,21 @@ def validate(stats: ReferenceStats, where: str) -> None:
         raise VarbenchError(f"{where}: unknown origin {stats.origin!r}")
 
 
+def _feature_pass(batches, keep: np.ndarray, with_moments: bool):
+    """pool3 of the ``keep`` rows, and the running moments of pool3 and the sFID features of every row."""
+    features = np.empty((len(keep), 2048), dtype=np.float32)
+    moments = {POOL3: fid_metric.RunningMoments(2048), SPATIAL: fid_metric.RunningMoments(2023)}
+    for start, batch, feats in batches:
+        if with_moments:
+            for key, acc in moments.items():
+                acc.update(feats[key])
+        rows = np.arange(start, start + len(batch))
+        pos = np.searchsorted(keep, rows)
+        hit = (pos < len(keep)) & (keep[np.minimum(pos, len(keep) - 1)] == rows)
+        features[pos[hit]] = feats[POOL3][hit]
+    return features, moments
+
+
 def build(name: str, source, *, weights=None, device: str = "cpu", dtype: str = "fp32", batch_size: int = 32,
           recompute: bool = False, pr_images: int = 10_000, seed: int = 0,
           progress: Progress = no_progress) -> ReferenceStats:
@@ -242,17 +257,9 @@ def build(name: str, source, *, weights=None, device: str = "cpu", dtype: str = 
     keep = np.arange(samples.n)
     if samples.n > pr_images:
         keep = np.sort(np.random.RandomState(seed).choice(samples.n, pr_images, replace=False))
-    features = np.empty((len(keep), 2048), dtype=np.float32)
-    moments = {POOL3: fid_metric.RunningMoments(2048), SPATIAL: fid_metric.RunningMoments(2023)}
     t0 = time.perf_counter()
-    for start, batch, feats in iter_features(samples, extractor, batch_size, progress, f"reference {name}"):
-        if not stored:
-            for key, acc in moments.items():
-                acc.update(feats[key])
-        rows = np.arange(start, start + len(batch))
-        pos = np.searchsorted(keep, rows)
-        hit = (pos < len(keep)) & (keep[np.minimum(pos, len(keep) - 1)] == rows)
-        features[pos[hit]] = feats[POOL3][hit]
+    features, moments = _feature_pass(iter_features(samples, extractor, batch_size, progress, f"reference {name}"),
+                                      keep, with_moments=not stored)
     with precise_float32():
         precision = precision_settings()
     extra = {"varbench_version": __version__, "created": now_utc(), "extractor": extractor.describe(),

@@ -114,7 +114,7 @@ def _attach_source(samples: SampleSet, run_dir: Path) -> None:
     result_file = run_dir / GENERATE_RESULT
     if not result_file.is_file():
         return
-    from varbench.results.schema import load
+    from varbench.results.read import load
 
     protocol = load(result_file, "generate")["protocol"]
     made = (protocol.get("samples") or {})
@@ -301,8 +301,16 @@ def _scan(path: Path) -> tuple[bytes, int, str, tuple[int, int]]:
         with Image.open(io.BytesIO(data)) as im:
             mode, size = im.mode, im.size
     except Exception as e:  # PIL raises many types for corrupt files (OSError, SyntaxError, ValueError, ...)
-        raise VarbenchError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
+        raise VarbenchError(f"cannot read image {path}: {_image_error(e)}; replace or remove the file") from None
     return hashlib.sha256(data).digest(), len(data), mode, size
+
+
+def _image_error(e: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(e, UnidentifiedImageError):  # its message names an in-memory buffer, not the file
+        return "not an image format PIL can read"
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'damaged file'}"
 
 
 def _workers() -> int:

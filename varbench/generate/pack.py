@@ -51,7 +51,7 @@ def write_pngs(out: Path, plan: Plan, resolution: int, chunk_indices: list[int],
     progress(ProgressEvent(PNG_STAGE, 0, len(todo), resumable=True))
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         for done, _ in enumerate(pool.map(write, todo), 1):
-            progress(ProgressEvent(PNG_STAGE, done, len(todo), resumable=True))
+            progress(ProgressEvent(PNG_STAGE, done, len(todo), resumable=True, saved=True))
 
 
 def pngs_complete(png_dir: Path, plan: Plan) -> bool:

@@ -193,62 +193,57 @@ def make_plan(
             raise VarbenchError(f"{name} must be at least 1, got {value}")
     if seed < 0 or seed >= 1 << 63:
         raise VarbenchError(f"--seed must be in 0 .. 2**63-1, got {seed}")
-
     if labels is not None:
-        if num_samples is not None or per_class is not None:
-            raise VarbenchError("--labels gives one sample per label; do not combine it with --num-samples/--per-class")
-        if not labels:
-            raise VarbenchError("--labels is empty; give comma-separated class indices such as 1,207,980")
-        bad = [x for x in labels if not 0 <= x < num_classes]
-        if bad:
-            raise VarbenchError(f"--labels must be class indices in 0..{num_classes - 1}; got {bad[0]}")
-        n, per = len(labels), None
+        n, per = _explicit_count(labels, num_samples, per_class, num_classes)
     else:
-        if per_class is not None and per_class < 1:
-            raise VarbenchError(f"--per-class must be at least 1, got {per_class}")
-        if num_samples is not None and num_samples < 1:
-            raise VarbenchError(f"--num-samples must be at least 1, got {num_samples}")
-        if num_samples is None:
-            per = per_class if per_class is not None else default_per_class
-            n = per * num_classes
-        elif per_class is None:
-            n, per = num_samples, max(1, num_samples // num_classes)
-            if num_samples > num_classes and num_samples % num_classes:
-                raise VarbenchError(
-                    f"--num-samples {num_samples} is not a multiple of the {num_classes} classes; "
-                    f"use e.g. {num_samples // num_classes * num_classes} or give --per-class"
-                )
-        else:
-            n, per = num_samples, per_class
-            if n % per:
-                raise VarbenchError(
-                    f"--num-samples {n} is not divisible by --per-class {per}; "
-                    f"use --num-samples {n // per * per or per} or change --per-class"
-                )
-            if n // per > num_classes:
-                raise VarbenchError(
-                    f"--num-samples {n} with --per-class {per} needs {n // per} classes, but there are {num_classes}; "
-                    f"use at most --num-samples {per * num_classes}"
-                )
-
-    if rng == "official":
-        if batch_size is not None and chunk_size is not None and batch_size != chunk_size:
-            raise VarbenchError(
-                f"--rng official draws each chunk as one batch: --batch-size ({batch_size}) must equal "
-                f"--chunk-size ({chunk_size}); give only one of them"
-            )
-        size = batch_size or chunk_size or DEFAULT_BATCH_SIZE
-        chunk, batch = size, size
-    else:
-        chunk = chunk_size or DEFAULT_CHUNK_SIZE
-        batch = batch_size or DEFAULT_BATCH_SIZE
-    plan = Plan(
-        num_samples=n,
-        seed=seed,
-        chunk_size=chunk,
-        rng=rng,
-        per_class=per,
-        labels=tuple(int(x) for x in labels) if labels is not None else None,
-        num_classes=num_classes,
-    )
+        n, per = _balanced_count(num_samples, per_class, num_classes, default_per_class)
+    chunk, batch = _chunking(rng, batch_size, chunk_size)
+    plan = Plan(num_samples=n, seed=seed, chunk_size=chunk, rng=rng, per_class=per,
+                labels=tuple(int(x) for x in labels) if labels is not None else None, num_classes=num_classes)
     return plan, min(batch, chunk, n)
+
+
+def _explicit_count(labels: list[int], num_samples, per_class, num_classes: int) -> tuple[int, None]:
+    if num_samples is not None or per_class is not None:
+        raise VarbenchError("--labels gives one sample per label; do not combine it with --num-samples/--per-class")
+    if not labels:
+        raise VarbenchError("--labels is empty; give comma-separated class indices such as 1,207,980")
+    bad = [x for x in labels if not 0 <= x < num_classes]
+    if bad:
+        raise VarbenchError(f"--labels must be class indices in 0..{num_classes - 1}; got {bad[0]}")
+    return len(labels), None
+
+
+def _balanced_count(num_samples, per_class, num_classes: int, default_per_class: int) -> tuple[int, int]:
+    """(samples, per class) of a balanced plan."""
+    if per_class is not None and per_class < 1:
+        raise VarbenchError(f"--per-class must be at least 1, got {per_class}")
+    if num_samples is not None and num_samples < 1:
+        raise VarbenchError(f"--num-samples must be at least 1, got {num_samples}")
+    if num_samples is None:
+        per = per_class if per_class is not None else default_per_class
+        return per * num_classes, per
+    if per_class is None:
+        if num_samples > num_classes and num_samples % num_classes:
+            raise VarbenchError(f"--num-samples {num_samples} is not a multiple of the {num_classes} classes; "
+                                f"use e.g. {num_samples // num_classes * num_classes} or give --per-class")
+        return num_samples, max(1, num_samples // num_classes)
+    n, per = num_samples, per_class
+    if n % per:
+        raise VarbenchError(f"--num-samples {n} is not divisible by --per-class {per}; "
+                            f"use --num-samples {n // per * per or per} or change --per-class")
+    if n // per > num_classes:
+        raise VarbenchError(f"--num-samples {n} with --per-class {per} needs {n // per} classes, but there are "
+                            f"{num_classes}; use at most --num-samples {per * num_classes}")
+    return n, per
+
+
+def _chunking(rng: str, batch_size, chunk_size) -> tuple[int, int]:
+    """(chunk size, batch size): official mode draws each chunk as one batch."""
+    if rng != "official":
+        return chunk_size or DEFAULT_CHUNK_SIZE, batch_size or DEFAULT_BATCH_SIZE
+    if batch_size is not None and chunk_size is not None and batch_size != chunk_size:
+        raise VarbenchError(f"--rng official draws each chunk as one batch: --batch-size ({batch_size}) must equal "
+                            f"--chunk-size ({chunk_size}); give only one of them")
+    size = batch_size or chunk_size or DEFAULT_BATCH_SIZE
+    return size, size

@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 # varbench.generators.protocol.to_uint8 (VAR); a generator with another rule says so in describe()["pixel_rule"]
 UINT8_RULE = "uint8 = round(255 * x) for x clamped to [0, 1] (round half to even), HWC, RGB"
 SAMPLE_STAGE = "sampling"
-_LOCAL_KEYS = ("device", "dtype", "checkpoints")  # generator.describe() keys left out of the run identity
 
 
 @dataclass(frozen=True)
@@ -73,38 +72,6 @@ class GenerateOutcome:
     pngs_only: bool = False  # the packed samples were already there; this session only wrote PNGs
 
 
-def job_identity(job: GenerateJob) -> dict:
-    """The settings that decide the output bytes (batch size, process count, PNGs and paths do not)."""
-    import torch
-
-    from varbench import __version__
-
-    identity = {
-        "varbench_version": __version__,  # a new release may change samples: no silent mixing
-        "torch_version": torch.__version__,
-        "model": job.model,
-        "sampling": job.sampling,
-        "dtype": job.dtype,
-        "device_type": torch.device(job.device).type,
-        "plan": job.plan.to_dict(),
-    }
-    if identity["device_type"] == "cpu":  # CPU reductions (the VQ decode) depend on the intra-op thread count
-        identity["cpu_threads"] = job.threads or torch.get_num_threads()
-    return rundir.canonical(identity)
-
-
-def generator_identity(generator) -> dict:
-    """The generator's own description (checkpoint sha256s, architecture), minus local paths and devices."""
-    return rundir.canonical({
-        "name": generator.name,
-        "resolution": int(generator.resolution),
-        "num_classes": int(generator.num_classes),
-        "random_weights": bool(generator.random_weights),
-        "checkpoint_sha256": generator.checkpoint_sha256(),
-        "describe": _drop_local(generator.describe()),
-    })
-
-
 def pixel_rule(generator) -> str:
     return generator.describe().get("pixel_rule") or UINT8_RULE
 
@@ -118,7 +85,7 @@ def preflight(job: GenerateJob) -> None:
     if manifest is None:
         rundir.refuse_foreign_dir(out, job.overwrite)
     elif not job.overwrite:
-        rundir.refuse_if_different(out, manifest.get("identity", {}).get("job"), job_identity(job))
+        rundir.refuse_if_different(out, manifest.get("identity", {}).get("job"), rundir.job_identity(job))
     with files.os_errors(out):
         out.mkdir(parents=True, exist_ok=True)
         os.close(os.open(out / rundir.LOCK, os.O_RDWR | os.O_CREAT, 0o644))
@@ -138,7 +105,7 @@ def run(generator, job: GenerateJob, info: DistInfo | None = None,
 
     def prepare() -> dict:  # rank 0 only; the checkpoint hashes in the identity are computed once
         nonlocal lock
-        identity.update(job=job_identity(job), generator=generator_identity(generator))
+        identity.update(job=rundir.job_identity(job), generator=rundir.generator_identity(generator))
         run_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         lock = rundir.Lock(job.out)
         return {**_prepare(generator, job, identity, run_id, session), "run_id": run_id}
@@ -350,7 +317,7 @@ def _write_result(generator, job: GenerateJob, identity: dict, manifest: dict, s
 def _finish_pngs_only(job: GenerateJob, manifest: dict, session: dict, timing: dict) -> None:
     """A finished run that only gained PNGs: record the png artefact and this session; the packed samples, chunk
     timings and result.json's numbers stay those of the session that made them (result.json only gains png_dir)."""
-    from varbench.results import schema
+    from varbench.results import read, schema
 
     out, plan = job.out, job.plan
     artefacts = {**(manifest.get("artefacts") or {}),
@@ -360,7 +327,7 @@ def _finish_pngs_only(job: GenerateJob, manifest: dict, session: dict, timing: d
     manifest.update(artefacts=artefacts, sessions=[*manifest["sessions"][:-1], session])
     files.write_json(out / MANIFEST, manifest)
     try:
-        result = schema.load(out / RESULT, "generate")
+        result = read.load(out / RESULT, "generate")
     except VarbenchError as e:
         log.warning("%s; left as it is (the PNGs are recorded in %s)", e, out / MANIFEST)
         return
@@ -390,16 +357,6 @@ def _check_generator(generator, job: GenerateJob) -> None:
         raise VarbenchError(f"model {generator.name} has no official RNG mode; use --rng per-sample")
     if job.batch_size < 1:
         raise VarbenchError(f"--batch-size must be at least 1, got {job.batch_size}")
-
-
-def _drop_local(obj):
-    """Drop keys that name local files or devices (they may differ between machines of the same run; the
-    checkpoint sha256s and the job's device type and dtype stay in the identity)."""
-    if isinstance(obj, dict):
-        return {k: _drop_local(v) for k, v in obj.items() if "path" not in str(k).lower() and str(k) not in _LOCAL_KEYS}
-    if isinstance(obj, (list, tuple)):
-        return [_drop_local(v) for v in obj]
-    return obj
 
 
 def sampling_dict(settings) -> dict:

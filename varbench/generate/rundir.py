@@ -35,6 +35,7 @@ MANIFEST, SAMPLES, RESULT, CHUNKS, PNGS, LOCK = "manifest.json", "samples.npz", 
 PNG_NAME = "{index:06d}.png"
 _CHUNK_FILE = re.compile(r"^\d{6}\.(npy|json)$")
 _PNG_FILE = re.compile(r"^\d{6}\.png$")
+_LOCAL_KEYS = ("device", "dtype", "checkpoints")  # generator.describe() keys left out of the run identity
 
 
 def refuse_foreign_dir(out: Path, overwrite: bool) -> None:
@@ -270,3 +271,48 @@ class Lock:
         with contextlib.suppress(OSError):
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
+
+
+# ---- the run's identity: what decides the bytes (a different identity is another run) -------------------------
+
+
+def job_identity(job) -> dict:
+    """The settings that decide the output bytes (batch size, process count, PNGs and paths do not)."""
+    import torch
+
+    from varbench import __version__
+
+    identity = {
+        "varbench_version": __version__,  # a new release may change samples: no silent mixing
+        "torch_version": torch.__version__,
+        "model": job.model,
+        "sampling": job.sampling,
+        "dtype": job.dtype,
+        "device_type": torch.device(job.device).type,
+        "plan": job.plan.to_dict(),
+    }
+    if identity["device_type"] == "cpu":  # CPU reductions (the VQ decode) depend on the intra-op thread count
+        identity["cpu_threads"] = job.threads or torch.get_num_threads()
+    return canonical(identity)
+
+
+def generator_identity(generator) -> dict:
+    """The generator's own description (checkpoint sha256s, architecture), minus local paths and devices."""
+    return canonical({
+        "name": generator.name,
+        "resolution": int(generator.resolution),
+        "num_classes": int(generator.num_classes),
+        "random_weights": bool(generator.random_weights),
+        "checkpoint_sha256": generator.checkpoint_sha256(),
+        "describe": drop_local(generator.describe()),
+    })
+
+
+def drop_local(obj):
+    """Drop keys that name local files or devices (they may differ between machines of the same run; the
+    checkpoint sha256s and the job's device type and dtype stay in the identity)."""
+    if isinstance(obj, dict):
+        return {k: drop_local(v) for k, v in obj.items() if "path" not in str(k).lower() and str(k) not in _LOCAL_KEYS}
+    if isinstance(obj, (list, tuple)):
+        return [drop_local(v) for v in obj]
+    return obj

@@ -186,13 +186,7 @@ def sample(
         tokens.append(idx)
         if hook is not None:
             hook("tokens", si, idx)
-        h = h.float().transpose_(1, 2).reshape(B, cfg.latent_dim, pn, pn)
-        if isinstance(rng, (list, tuple)):  # row by row: conv/interpolate bits must not depend on the batch size
-            nxt = torch.cat(
-                [vae.quantize.next_scale_input(si, f_hat[b : b + 1], h[b : b + 1].contiguous())[1] for b in range(B)]
-            )
-        else:
-            f_hat, nxt = vae.quantize.next_scale_input(si, f_hat, h)
+        nxt = _accumulate(vae, si, f_hat, h.float().transpose_(1, 2).reshape(B, cfg.latent_dim, pn, pn), rng)
         if si != S - 1:
             nxt = nxt.view(B, cfg.latent_dim, -1).transpose(1, 2)  # (B, pn'^2, Cvae), non-contiguous as upstream
             with autocast:
@@ -200,6 +194,14 @@ def sample(
             if steps.uncond_rows:
                 x = x.repeat(2, 1, 1)  # cond and uncond halves get the same map
     return SampleOutput(tokens=tokens, f_hat=f_hat, labels=labels)
+
+
+def _accumulate(vae: VQVAE, si: int, f_hat: torch.Tensor, h: torch.Tensor, rng) -> torch.Tensor:
+    """Add scale ``si``'s code map h (B, Cvae, pn, pn) to f_hat in place; return the next scale's input map."""
+    if isinstance(rng, (list, tuple)):  # row by row: conv/interpolate bits must not depend on the batch size
+        return torch.cat([vae.quantize.next_scale_input(si, f_hat[b : b + 1], h[b : b + 1].contiguous())[1]
+                          for b in range(len(h))])
+    return vae.quantize.next_scale_input(si, f_hat, h)[1]
 
 
 @torch.inference_mode()

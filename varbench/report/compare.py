@@ -18,7 +18,7 @@ from varbench.errors import VarbenchError
 from varbench.metrics import registry
 from varbench.report.tables import Table
 from varbench.results import frame as frames
-from varbench.results import schema
+from varbench.results import read, schema
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def _status(base, new, higher: bool, thr: Threshold) -> str:
 def compare(base: schema.Result, new: schema.Result, max_regression: dict[str, Threshold] | None = None, *,
             base_name: str = "base", new_name: str = "new", allow_changed_samples: bool = False) -> Comparison:
     """Every shared metric of two results of one kind; see the module docstring for the defaults."""
-    base, new = schema.validate(base, base_name), schema.validate(new, new_name)
+    base, new = read.validate(base, base_name), read.validate(new, new_name)
     if base["kind"] != new["kind"]:
         raise VarbenchError(f"cannot compare a {base['kind']!r} result ({base_name}) with a {new['kind']!r} result "
                             f"({new_name}); pass two results of the same kind")

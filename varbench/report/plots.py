@@ -33,6 +33,12 @@ def _png(fig) -> bytes:
 
 
 def fid_vs_cfg(points: Sequence[dict], published: Sequence[dict] = ()) -> bytes | None:
+    """The PNG of ``fid_vs_cfg_figure`` (None when there is nothing to plot)."""
+    fig = fid_vs_cfg_figure(points, published)
+    return None if fig is None else _png(fig)
+
+
+def fid_vs_cfg_figure(points: Sequence[dict], published: Sequence[dict] = ()):
     """FID (left) and IS (right) against the CFG scale, one line per model; published FIDs as dashed lines.
 
     ``points``: {model, cfg, fid, is_mean, random_weights}; ``published``: {model (zoo name), fid, label}.
@@ -68,7 +74,7 @@ def fid_vs_cfg(points: Sequence[dict], published: Sequence[dict] = ()) -> bytes 
         ax.grid(alpha=0.3)
         ax.ticklabel_format(axis="y", style="plain", useOffset=False)  # no "+1e0" offset the reader must add
     ax_fid.legend(fontsize=8)
-    return _png(fig)
+    return fig
 
 
 def speed_loglog(rows: Sequence[dict], fits: Sequence[dict] = (), flop_sweep: Sequence[dict] = (),
@@ -83,8 +89,6 @@ def speed_loglog(rows: Sequence[dict], fits: Sequence[dict] = (), flop_sweep: Se
     One colour per mode, one line style per batch size.  None when no (model, mode, batch) has two or more n and
     there is no FLOP sweep.
     """
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
     series: dict[tuple, list[tuple[int, float]]] = {}
     for r in rows:
         lat, grid = r.get("latency_s"), r.get("grid") or (r.get("resolution") or 0) // 16
@@ -96,62 +100,70 @@ def speed_loglog(rows: Sequence[dict], fits: Sequence[dict] = (), flop_sweep: Se
     ax_t, ax_f = fig.subplots(1, 2) if flop_sweep else (fig.subplots(), None)
     modes = sorted({str(s["mode"]) for s in flop_sweep} | {str(key[1]) for key in series})
     color = {m: f"C{i % 10}" for i, m in enumerate(modes)}
-    k_time, k_flops = {}, {}
-    for f in fits:
-        k = f.get("exponent", f.get("k"))
-        if isinstance(k, (int, float)) and f.get("mode") is not None:
-            if f.get("quantity", "time") == "time":
-                k_time[(f.get("model"), f["mode"], f.get("batch_size"))] = k
-            else:
-                k_flops[(f.get("model"), f["mode"])] = f
     pairs = {(s["model"], s["mode"]) for s in flop_sweep} | {key[:2] for key in series}
     several = any(len({m for m, md in pairs if md == mode}) > 1 for mode in modes)  # name models when ambiguous
+    _time_panel(ax_t, series, fits, color, several, title)
+    axes = [ax_t]
+    if ax_f is not None:
+        _flop_panel(ax_f, flop_sweep, fits, crossovers, color, several)
+        axes.append(ax_f)
+    for ax, loc in zip(axes, ("upper left", "lower right")):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc=loc)
+    return _png(fig)
+
+
+def _loglog(ax) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+
+
+def _time_panel(ax, series: dict, fits: Sequence[dict], color: dict, several: bool, title: str) -> None:
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    k_time = {(f.get("model"), f["mode"], f.get("batch_size")): f["exponent"] for f in fits
+              if f.get("quantity", "time") == "time" and isinstance(f.get("exponent"), (int, float))}
     batches = sorted({key[2] for key in series})
     styles = ["-", "--", ":", "-."]
     for key, pts in sorted(series.items(), key=lambda kv: tuple(map(str, kv[0]))):
         pts.sort()
         k = k_time.get(key)
         label = (f"{key[0]} " if several else "") + f"{key[1]} b{key[2]}" + ("" if k is None else f" (k={k:.2f})")
-        ax_t.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ls=styles[batches.index(key[2]) % 4],
-                  color=color[str(key[1])], label=label)
-    ax_t.set(xlabel="token-grid side n (image = 16 n px)", ylabel="seconds per decode call",
-             title="Measured decode time" + (f" ({title})" if title else ""))
-    axes = [ax_t]
-    if ax_f is not None:
-        curves: dict[tuple, list[tuple[int, float]]] = {}
-        for s in flop_sweep:
-            curves.setdefault((s["model"], s["mode"]), []).append((s["grid"], s["flops_analytic"]))
-        for key, pts in sorted(curves.items()):
-            pts.sort()
-            f = k_flops.get(key)
-            label = f"{key[0]} {key[1]}" if several else key[1]
-            if f:
-                last = f.get("local_exponent_last")
-                label += f" (k={f['exponent']:.2f}" + (")" if last is None else f", at n max {last:.2f})")
-            ax_f.plot([p[0] for p in pts], [p[1] for p in pts], ".-", color=color[str(key[1])], label=label)
-        ax_f.set(xlabel="token-grid side n (image = 16 n px)", ylabel="FLOPs per image (formula)",
-                 title="Analytic FLOPs")
-        axes.append(ax_f)
-    for ax in axes:
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ls=styles[batches.index(key[2]) % 4],
+                color=color[str(key[1])], label=label)
+    ax.set(xlabel="token-grid side n (image = 16 n px)", ylabel="seconds per decode call",
+           title="Measured decode time" + (f" ({title})" if title else ""))
+    _loglog(ax)
     measured_n = sorted({n for pts in series.values() for n, _ in pts})
     if measured_n:
-        ax_t.set_xticks(measured_n)
-        ax_t.xaxis.set_major_formatter(ScalarFormatter())
-        ax_t.xaxis.set_minor_formatter(NullFormatter())
-    if ax_f is not None:
-        ymax = ax_f.get_ylim()[1]
-        for c in crossovers:
-            n6 = c["nokv_attention_dominates_grid"]
-            ax_f.axvline(n6, color="grey", ls=":", lw=1)
-            ax_f.text(n6, ymax, f" no-KV: n^6 attention > dense\n beyond n = {n6:.0f} ({c['model']})", fontsize=7,
-                      color="grey", va="top")
-    for ax, loc in zip(axes, ("upper left", "lower right")):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc=loc)
-    return _png(fig)
+        ax.set_xticks(measured_n)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _flop_panel(ax, flop_sweep: Sequence[dict], fits: Sequence[dict], crossovers: Sequence[dict], color: dict,
+                several: bool) -> None:
+    k_flops = {(f.get("model"), f["mode"]): f for f in fits if f.get("quantity") == "flops"}
+    curves: dict[tuple, list[tuple[int, float]]] = {}
+    for s in flop_sweep:
+        curves.setdefault((s["model"], s["mode"]), []).append((s["grid"], s["flops_analytic"]))
+    for key, pts in sorted(curves.items()):
+        pts.sort()
+        f = k_flops.get(key)
+        label = f"{key[0]} {key[1]}" if several else key[1]
+        if f:
+            last = f.get("local_exponent_last")
+            label += f" (k={f['exponent']:.2f}" + (")" if last is None else f", at n max {last:.2f})")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], ".-", color=color[str(key[1])], label=label)
+    ax.set(xlabel="token-grid side n (image = 16 n px)", ylabel="FLOPs per image (formula)", title="Analytic FLOPs")
+    _loglog(ax)
+    ymax = ax.get_ylim()[1]
+    for c in crossovers:
+        n6 = c["nokv_attention_dominates_grid"]
+        ax.axvline(n6, color="grey", ls=":", lw=1)
+        ax.text(n6, ymax, f" no-KV: n^6 attention > dense\n beyond n = {n6:.0f} ({c['model']})", fontsize=7,
+                color="grey", va="top")
 
 
 # ------------------------------------------------------------------------------------------------------ sample grid

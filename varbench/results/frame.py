@@ -18,7 +18,7 @@ from pathlib import Path
 
 from varbench.errors import VarbenchError
 from varbench.metrics import registry
-from varbench.results import schema
+from varbench.results import read, schema
 
 # column -> (protocol section, key): the protocol facts every row carries
 PROTOCOL_COLUMNS = {
@@ -85,7 +85,7 @@ def run_names(paths: Sequence[Path]) -> list[str]:
 def load_inputs(paths: Sequence[str | os.PathLike]) -> list[tuple[str, schema.Result, Path]]:
     """(run name, result, path) of every result file in ``paths`` (see ``result_files``)."""
     files = result_files(paths)
-    return [(name, schema.load(f), f) for name, f in zip(run_names(files), files)]
+    return [(name, read.load(f), f) for name, f in zip(run_names(files), files)]
 
 
 def protocol_row(result: schema.Result) -> dict:

@@ -19,18 +19,17 @@ Writers build these types (``varbench.generate``, ``varbench.evaluate``, ``varbe
       "warnings": ["..."]                           # what the reader of the numbers must know
     }
 
-Readers reject unknown schema versions with one line; version 1 files load through ``varbench.results.migrate``.
+Readers (``varbench.results.read``) reject unknown schema versions with one line; version 1 files load through
+``varbench.results.migrate``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from varbench import files
-from varbench.errors import VarbenchError
 
 SCHEMA = "varbench.result"
 SCHEMA_VERSION = 2
@@ -203,48 +202,6 @@ def make(kind: str, config: dict, results: dict, protocol: Protocol, *, device: 
 
 def save(path: str | Path, result: Result) -> None:
     files.write_json(path, result)
-
-
-def load(path: str | Path, kind: str | None = None) -> Result:
-    """Read, migrate (version 1) and validate a result file; one-line ``VarbenchError`` on anything unexpected."""
-    path = Path(path)
-    try:
-        obj: Any = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise VarbenchError(f"results file not found: {path}") from None
-    except IsADirectoryError:
-        raise VarbenchError(f"{path} is a directory; give a result JSON (generate writes DIR/result.json)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise VarbenchError(f"{path} is not a readable JSON file: {e}") from None
-    return validate(obj, str(path), kind)
-
-
-def validate(obj: Any, where: str, kind: str | None = None) -> Result:
-    if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
-        raise VarbenchError(f"{where} is not a varbench result (missing \"schema\": \"{SCHEMA}\")")
-    if obj.get("schema_version") == 1:
-        from varbench.results.migrate import from_v1
-
-        obj = from_v1(obj)
-    if obj.get("schema_version") != SCHEMA_VERSION:
-        raise VarbenchError(
-            f"{where} has schema_version {obj.get('schema_version')!r}; this varbench reads versions 1 and "
-            f"{SCHEMA_VERSION} (a newer varbench wrote it: upgrade varbench)"
-        )
-    if obj.get("kind") not in KINDS:
-        raise VarbenchError(f"{where} has unknown kind {obj.get('kind')!r}; expected one of {', '.join(KINDS)}")
-    if kind is not None and obj["kind"] != kind:
-        raise VarbenchError(f"{where} is a {obj['kind']!r} result; expected a {kind!r} result")
-    missing = [k for k in Result.__annotations__ if k not in obj]
-    if missing:
-        raise VarbenchError(f"{where} lacks required keys: {', '.join(missing)}")
-    for key in ("env", "protocol", "config", "results"):
-        if not isinstance(obj[key], dict):
-            raise VarbenchError(f"{where}: {key!r} must be a JSON object, got {type(obj[key]).__name__}")
-    lacking = [k for k in Protocol.__annotations__ if k not in obj["protocol"]]
-    if lacking:
-        raise VarbenchError(f"{where}: protocol lacks {', '.join(lacking)}")
-    return obj  # type: ignore[return-value]
 
 
 # ---- builders shared by the writers (and the version-1 migration) -------------------------------------------------

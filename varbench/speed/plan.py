@@ -54,6 +54,7 @@ class SpeedConfig:
     threads: int | None = None  # CPU: torch threads during the run (restored after); None: leave as is
     seed: int = 0
     quick: bool = False  # informational: the config came from quick_preset()
+    cpu_budget_minutes: float = 20.0  # on CPU, refuse a study whose FLOPs alone need longer (0: no limit)
 
     @classmethod
     def quick_preset(cls, **overrides) -> SpeedConfig:
@@ -147,6 +148,8 @@ def _check_config(config: SpeedConfig) -> None:
         raise VarbenchError(f"the FLOP sweep needs two or more positive grid sides, got {list(config.flop_grid_sides)}")
     if config.threads is not None and config.threads < 1:
         raise VarbenchError(f"--threads must be >= 1, got {config.threads}")
+    if config.cpu_budget_minutes < 0:
+        raise VarbenchError(f"--cpu-budget-minutes must be >= 0, got {config.cpu_budget_minutes}")
     timing.TimingConfig(warmup=config.warmup, repeats=config.repeats, max_seconds=config.max_seconds)  # validates
 
 
@@ -190,6 +193,14 @@ def plan(config: SpeedConfig) -> list[Job]:
                                 F.Arch.swiglu(c.dim, c.n_layer, c.vocab_size, c.ffn_hidden), c.n_head,
                                 ("llamagen", name, res), name, ffn_hidden=c.ffn_hidden, sampling=spec.sampling))
     return jobs
+
+
+def least_flops(jobs: list[Job], config: SpeedConfig) -> float:
+    """FLOPs the study cannot avoid: one warm-up and one timed call per job and batch (more repeats only add), plus
+    the batch-1 decode of the FLOP counter."""
+    calls = max(1, config.warmup) + 1
+    total = sum(calls * b * j.flops(config.cfg, "executed").total for j in jobs for b in config.batch_sizes)
+    return total + (sum(j.flops(config.cfg, "executed").total for j in jobs) if config.count_flops else 0.0)
 
 
 def resolve_dtype(dtype: str, device: str) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from varbench import dist
+from varbench.errors import VarbenchError
 from varbench.progress import Progress, ProgressEvent, no_progress
 from varbench.speed import analysis, timing
 from varbench.speed.decoders import build_decoder
@@ -104,9 +105,27 @@ def run(config: SpeedConfig, progress: Progress = no_progress) -> SpeedResult:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
+        if device == "cpu" and config.cpu_budget_minutes:
+            check_cpu_budget(jobs, config)
         return _run(jobs, config, device, dtype, progress)
     finally:
         torch.set_num_threads(threads)
+
+
+def check_cpu_budget(jobs: list[Job], config: SpeedConfig) -> None:
+    """Refuse, before building anything, a CPU study that cannot finish within ``config.cpu_budget_minutes`` even at
+    this machine's measured matmul peak."""
+    from varbench.speed.plan import least_flops
+
+    flops = least_flops(jobs, config)
+    peak = timing.matmul_peak("cpu", "fp32")
+    seconds = flops / peak
+    if seconds > config.cpu_budget_minutes * 60:
+        raise VarbenchError(
+            f"this study needs at least {flops / 1e12:,.0f} TFLOP: over {seconds / 3600:.1f} h on this CPU "
+            f"({peak / 1e9:.0f} GFLOP/s matmul peak, budget {config.cpu_budget_minutes:g} min); use --quick for a CPU "
+            "study, --device cuda, smaller --resolutions/--batch-sizes, or --cpu-budget-minutes 0 to run it anyway"
+        )
 
 
 def _run(jobs: list[Job], config: SpeedConfig, device: str, dtype: str, progress) -> SpeedResult:

@@ -174,6 +174,22 @@ def measure_interleaved(fns: Sequence[Callable[[], object]], device, config: Tim
     return out
 
 
+def matmul_peak(device, dtype: str = "fp32", n: int = 2048, seconds: float = 0.5) -> float:
+    """FLOP/s of a plain n x n matmul on ``device`` in ``dtype`` (the best of repeated calls for about ``seconds``):
+    the machine's practical peak that achieved FLOP/s are compared with."""
+    import torch
+
+    table = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    a = torch.randn(n, n, device=device, dtype=table[dtype])
+    b = torch.randn(n, n, device=device, dtype=table[dtype])
+    best, spent = float("inf"), 0.0
+    time_call(lambda: a @ b, device)  # warm-up
+    while spent < seconds or best == float("inf"):
+        t = time_call(lambda: a @ b, device)
+        best, spent = min(best, t), spent + t
+    return 2 * n**3 / best
+
+
 # ---------------------------------------------------------------------------------------------------------- memory
 
 _STATUS = Path("/proc/self/status")
@@ -201,7 +217,7 @@ class PeakMemory:
     """Filled when the ``peak_memory`` block exits: bytes and what they mean."""
 
     bytes: int | None = None
-    kind: str = "unavailable"  # "cuda_max_allocated" | "rss_peak" | "rss_peak_since_start" | "unavailable"
+    kind: str = "unavailable"  # "cuda_max_allocated" | "process_rss_peak" | "process_rss_peak_since_start" | ...
 
 
 @contextlib.contextmanager
@@ -221,7 +237,8 @@ def peak_memory(device) -> Iterator[PeakMemory]:
     yield out
     kib = _status_kib("VmHWM")
     if kib is not None:
-        out.bytes, out.kind = kib * 1024, "rss_peak" if reset else "rss_peak_since_start"
+        # the whole process (every built model): not a per-mode figure; the CLI and the report say so
+        out.bytes, out.kind = kib * 1024, "process_rss_peak" if reset else "process_rss_peak_since_start"
 
 
 # ----------------------------------------------------------------------------------------------------------- FLOPs

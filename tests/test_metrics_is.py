@@ -96,7 +96,10 @@ def test_no_nan_when_probabilities_underflow():
 
 def test_bad_input():
     with pytest.raises(VarbenchError, match="at least 10 samples"):
-        isc.inception_score(np.zeros((5, 8), np.float32))
+        isc.inception_score(np.zeros((5, 8), np.float32), splits=10)
+    with pytest.raises(VarbenchError, match="at least one sample"):
+        isc.inception_score(np.zeros((0, 8), np.float32))
+    assert isc.inception_score(np.zeros((5, 8), np.float32)).mean == pytest.approx(1.0)  # ADM: one short chunk
     bad = np.zeros((20, 8), np.float32)
     bad[2, 3] = np.nan
     with pytest.raises(VarbenchError, match="NaN"):

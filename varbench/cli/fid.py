@@ -24,9 +24,9 @@ def fid(
         None, "--inception-weights", help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth (default: "
         "the torch hub cache, downloaded when online)."),
     fid_method: str = typer.Option("eig", "--fid-method", help="eig (eigenvalue trace) | sqrtm (SciPy, slow)."),
-    is_splits: int = typer.Option(10, "--is-splits", help="Consecutive IS splits (ADM: 10)."),
-    pr_distance: str = typer.Option("fp32", "--pr-distance", help="P&R distance arithmetic: fp32 | fp16 (ADM's, "
-                                    "emulated) | fp64."),
+    is_splits: Optional[int] = typer.Option(None, "--is-splits", help="torch-fidelity's K IS splits (default: ADM's consecutive chunks of 5,000 rows)."),
+    pr_distance: str = typer.Option("fp16", "--pr-distance", help="P&R distance arithmetic: fp16 (ADM's float16, "
+                                    "the default) | fp32 | fp64."),
     kid_subsets: int = typer.Option(100, "--kid-subsets", help="KID subsets."),
     kid_subset_size: int = typer.Option(1000, "--kid-subset-size", help="Rows per KID subset."),
     kid_seed: int = typer.Option(2020, "--kid-seed", help="Seed of the KID subsets (torch-fidelity's default)."),

@@ -96,7 +96,7 @@ def torch_fidelity_settings(ref: ReferenceStats, extractor, config, cache_root) 
         cuda=str(config.device).startswith("cuda"), batch_size=config.batch_size,
         feature_extractor=extractor_name, feature_extractor_weights_path=extractor.weights_path,
         feature_extractor_internal_dtype="float64" if config.dtype == "fp64" else "float32",
-        isc_splits=config.is_splits, kid_subsets=config.kid_subsets, kid_subset_size=config.kid_subset_size,
+        isc_splits=config.is_splits or 10, kid_subsets=config.kid_subsets, kid_subset_size=config.kid_subset_size,
         prc_neighborhood=config.pr_k, prc_batch_size=config.pr_block, rng_seed=config.kid_seed,
         save_cpu_ram=True, verbose=False,
     )
@@ -148,8 +148,10 @@ def clean_fid(samples: SampleSet, ref: ReferenceStats, extractor, config):
             state = np.random.get_state()  # clean-fid draws subsets from the global RNG: seed it, then restore
             try:
                 np.random.seed(config.kid_seed)
+                # clean-fid's order is (reference, samples) and it draws the samples' subset first, as varbench does:
+                # with the same seed both use the same subsets, so the values agree to rounding
                 values["kid_mean"] = float(cfid.kernel_distance(
-                    feats, ref.features, num_subsets=config.kid_subsets, max_subset_size=config.kid_subset_size))
+                    ref.features, feats, num_subsets=config.kid_subsets, max_subset_size=config.kid_subset_size))
             finally:
                 np.random.set_state(state)
     _log_captured("clean-fid", out, err)

@@ -34,10 +34,10 @@ class EvalConfig:
     device: str = "cpu"
     dtype: str = "fp32"  # feature arithmetic: fp32 | fp64
     fid_method: str = "eig"  # eig (eigenvalue trace) | sqrtm (SciPy, ADM's literal code)
-    is_splits: int = 10
+    is_splits: int | None = None  # None: ADM's consecutive chunks of 5,000; K: torch-fidelity's K splits
     is_seed: int = inception_score.SHUFFLE_SEED  # permutation of the order-robust IS
     pr_k: int = prec_recall.K
-    pr_distance: str = "fp32"  # fp32 | fp16 (ADM's float16 arithmetic, emulated) | fp64
+    pr_distance: str = prec_recall.ADM_DISTANCE  # fp16 (ADM's float16 arithmetic) | fp32 | fp64
     pr_block: int = prec_recall.BLOCK
     kid_subsets: int = kid.SUBSETS
     kid_subset_size: int = kid.SUBSET_SIZE
@@ -57,7 +57,7 @@ class EvalConfig:
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.dtype in ("fp32", "fp64"), "--dtype must be fp32 or fp64"),
             (self.fid_method in fid_metric.METHODS, f"--fid-method must be one of {', '.join(fid_metric.METHODS)}"),
-            (self.is_splits >= 1, "--is-splits must be at least 1"),
+            (self.is_splits is None or self.is_splits >= 1, "--is-splits must be at least 1"),
             (self.pr_k >= 1, "--pr-k must be at least 1"),
             (self.pr_distance in prec_recall.DISTANCES, f"--pr-distance must be one of {prec_recall.DISTANCES}"),
             (self.pr_block >= 1, "the P&R block size must be at least 1"),
@@ -98,7 +98,7 @@ def required_counts(config: EvalConfig, n_samples: int, n_ref_features: int) -> 
                 f"{key}: {n_samples} samples < {FID_DIMS[key]} feature dimensions: the covariance is rank-deficient "
                 "and the value is strongly biased (the ADM protocol uses 50,000 samples)"
             )
-    if "is" in m and n_samples < config.is_splits:
+    if "is" in m and config.is_splits is not None and n_samples < config.is_splits:
         raise VarbenchError(f"Inception Score with {config.is_splits} splits needs at least {config.is_splits} "
                             f"samples, got {n_samples} (lower --is-splits)")
     if "pr" in m:
@@ -130,7 +130,7 @@ def adm_metrics(feats: SampleFeatures, ref: references.ReferenceStats, config: E
             score = inception_score.inception_score(feats.logits, config.is_splits, labels=labels,
                                                     seed=config.is_seed)
             values.update(is_mean=score.mean, is_std=score.std)
-            details["is"] = {"splits": list(score.splits), "shuffled_mean": score.shuffled_mean,
+            details["is"] = {"splits": list(score.splits), "rule": score.rule, "shuffled_mean": score.shuffled_mean,
                              "shuffled_std": score.shuffled_std, "class_sorted": score.class_sorted,
                              "neighbour_agreement": score.neighbour_agreement,
                              "shuffled_neighbour_agreement": score.shuffled_neighbour_agreement}
@@ -161,8 +161,11 @@ def arithmetic(config: EvalConfig) -> dict:
         text = {
             "fid": f"float64 statistics (np.cov), Frechet trace by {config.fid_method}",
             "sfid": f"float64 statistics (np.cov), Frechet trace by {config.fid_method}",
-            "is": f"{config.is_splits} consecutive equal splits, float64 log-softmax",
-            "pr": f"{config.pr_distance} squared distances, k={config.pr_k}, blocks of {config.pr_block}",
+            "is": inception_score.split_rule(config.is_splits) + "; float64 log-softmax",
+            "pr": (f"{config.pr_distance} squared distances"
+                   + (" (ADM's float16 arithmetic; GPU summation order not reproduced)"
+                      if config.pr_distance == prec_recall.ADM_DISTANCE else " (not ADM's float16 arithmetic)")
+                   + f", k={config.pr_k}, D(reference, samples) blocks of {config.pr_block}"),
             "kid": f"float64 cubic polynomial kernel, {config.kid_subsets} subsets of {config.kid_subset_size}, "
                    f"seed {config.kid_seed}",
         }[name]

@@ -1,9 +1,10 @@
 """Inception Score over bias-free logits: pure functions over arrays.
 
-ADM semantics: softmax of the logits, then ``exp(mean_x KL(p(y|x) || p_split(y)))`` per split of *consecutive*
-samples in the given order (10 splits; split i holds rows ``[i*N//10, (i+1)*N//10)``, which is ADM's 5,000-row chunks
-for N = 50,000), reported as the mean over splits (ADM prints no std; ``std`` is over the splits).  Logs come from a
-float64 log-softmax, so a probability that underflows to 0 contributes 0 instead of ADM's NaN.
+ADM semantics (the default): softmax of the logits, then ``exp(mean_x KL(p(y|x) || p_chunk(y)))`` per chunk of
+``ADM_CHUNK`` = 5,000 *consecutive* samples in the given order (the last chunk shorter: 10,000 samples give 2 chunks,
+12,345 give 3), reported as the mean over chunks (ADM prints no std; ``std`` is over the chunks).
+``splits=K`` is torch-fidelity's convention instead: K splits, rows ``[i N // K, (i + 1) N // K)``.  Logs come from
+a float64 log-softmax, so a probability that underflows to 0 contributes 0 instead of ADM's NaN.
 
 Order matters: a class-sorted set (50 per class in label order, as VAR's sampler writes it) gives splits that each
 see 100 classes, and the score changes.  ``inception_score`` therefore also returns the score over a seeded
@@ -20,15 +21,16 @@ import numpy as np
 
 from varbench.errors import VarbenchError
 
-SPLITS = 10
+ADM_CHUNK = 5000  # guided-diffusion evaluator.py compute_inception_score(split_size=5000)
 SHUFFLE_SEED = 2020
 
 
 @dataclass(frozen=True)
 class InceptionScore:
-    mean: float  # ADM value: mean over consecutive splits
-    std: float  # std over those splits
-    splits: tuple[float, ...]  # per-split scores
+    mean: float  # the value: mean over consecutive chunks (ADM) or splits (torch-fidelity's K)
+    std: float  # std over those chunks
+    splits: tuple[float, ...]  # per-chunk scores
+    rule: str  # how the rows were split
     shuffled_mean: float  # the order-robust value: same splits after a seeded permutation
     shuffled_std: float
     class_sorted: bool  # True: the ADM value depends on the sample order; prefer shuffled_mean
@@ -42,14 +44,23 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
 
 
-def split_bounds(n: int, splits: int) -> list[tuple[int, int]]:
+def split_bounds(n: int, splits: int | None = None, chunk: int = ADM_CHUNK) -> list[tuple[int, int]]:
+    """Rows of each part: ADM's consecutive chunks of ``chunk`` (``splits`` None), or torch-fidelity's K splits."""
+    if splits is None:
+        return [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
     return [(i * n // splits, (i + 1) * n // splits) for i in range(splits)]
 
 
-def split_scores(log_p: np.ndarray, splits: int = SPLITS) -> np.ndarray:
-    """exp(mean KL(p(y|x) || p_split(y))) for each split of consecutive rows of log-probabilities."""
+def split_rule(splits: int | None, chunk: int = ADM_CHUNK) -> str:
+    if splits is None:
+        return f"ADM: consecutive chunks of {chunk} rows (the last one shorter), mean over chunks"
+    return f"torch-fidelity: {splits} splits, rows [i N // {splits}, (i + 1) N // {splits})"
+
+
+def split_scores(log_p: np.ndarray, splits: int | None = None, chunk: int = ADM_CHUNK) -> np.ndarray:
+    """exp(mean KL(p(y|x) || p_part(y))) for each part of consecutive rows of log-probabilities."""
     scores = []
-    for lo, hi in split_bounds(len(log_p), splits):
+    for lo, hi in split_bounds(len(log_p), splits, chunk):
         lp = log_p[lo:hi]
         p = np.exp(lp)
         marginal = p.mean(axis=0)
@@ -65,18 +76,20 @@ def neighbour_agreement(top1: np.ndarray) -> float:
     return float(np.mean(top1[1:] == top1[:-1])) if len(top1) > 1 else 0.0
 
 
-def inception_score(logits: np.ndarray, splits: int = SPLITS, *, labels: np.ndarray | None = None,
-                    seed: int = SHUFFLE_SEED) -> InceptionScore:
+def inception_score(logits: np.ndarray, splits: int | None = None, *, chunk: int = ADM_CHUNK,
+                    labels: np.ndarray | None = None, seed: int = SHUFFLE_SEED) -> InceptionScore:
     logits = np.asarray(logits)
     if logits.ndim != 2:
         raise VarbenchError(f"Inception Score needs (N, classes) logits, got shape {logits.shape}")
-    if splits < 1 or len(logits) < splits:
+    if len(logits) < 1:
+        raise VarbenchError("Inception Score needs at least one sample")
+    if splits is not None and (splits < 1 or len(logits) < splits):
         raise VarbenchError(f"Inception Score with {splits} splits needs at least {splits} samples, got {len(logits)}")
     if not np.all(np.isfinite(logits)):
         raise VarbenchError("Inception Score: the logits contain NaN/inf; check the weights and the inputs")
     log_p = log_softmax(logits)
     perm = np.random.RandomState(seed).permutation(len(log_p))
-    scores, shuffled = split_scores(log_p, splits), split_scores(log_p[perm], splits)
+    scores, shuffled = split_scores(log_p, splits, chunk), split_scores(log_p[perm], splits, chunk)
     top1 = log_p.argmax(axis=1)
     agree, agree_shuffled = neighbour_agreement(top1), neighbour_agreement(top1[perm])
     if labels is not None and len(labels) == len(logits):
@@ -88,6 +101,7 @@ def inception_score(logits: np.ndarray, splits: int = SPLITS, *, labels: np.ndar
         mean=float(scores.mean()),
         std=float(scores.std()),
         splits=tuple(float(s) for s in scores),
+        rule=split_rule(splits, chunk),
         shuffled_mean=float(shuffled.mean()),
         shuffled_std=float(shuffled.std()),
         class_sorted=class_sorted,

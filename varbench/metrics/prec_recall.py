@@ -2,17 +2,20 @@
 
 - Distances are *squared* Euclidean, ``max(|u|^2 - 2 u.v + |v|^2, 0)``, evaluated in that order.
 - The radius of a point is its distance to the k-th nearest neighbour in its own set (k = 3; the point itself is
-  the 0-th), i.e. index k of the partitioned distance row.
-- A point is inside a manifold when ``distance <= radius`` for at least one of the manifold's points.
-- Precision: fraction of generated points inside the real manifold; recall: fraction of real points inside the
-  generated manifold.
+  the 0-th), i.e. index k of the partitioned distance row; radius blocks are D(set rows, set columns).
+- Every block between the sets is D(reference, samples), used for both tests at once (ADM's ``evaluate_pr``):
+  a sample is inside the reference manifold when ``distance <= radius`` for some reference point (precision), a
+  reference point inside the sample manifold likewise (recall).
+- Work is done in blocks of ``block`` x ``block`` distances (ADM: 10,000), keeping only each row's k+1 smallest
+  distances, so memory stays near one block (400 MB at 10,000) whatever the set sizes.
 
-Work is done in blocks of ``block`` x ``block`` distances (ADM: 10,000), and each row block keeps only its k+1
-smallest distances, so memory stays near one block (400 MB at 10,000) whatever the set sizes.
-
-``distance="fp16"`` emulates ADM's float16 arithmetic: inputs rounded to float16, squared norms summed in float32
-and rounded, dot products accumulated in float32 and rounded (as a float16 GEMM does), then the subtraction,
-addition and clamp in float16; a block that overflows is recomputed in float32, as ADM does.
+``distance="fp16"`` (the ADM protocol's default) is ADM's TensorFlow float16 arithmetic: features rounded to float32
+and then to float16; squares rounded to float16, each row's sum of squares accumulated in float32 and rounded once;
+dot products accumulated in float32 and rounded to float16 (a float16 GEMM); ``(|u|^2 - 2M) + |v|^2`` with each
+operation rounded to float16; clamped at 0; a block with any non-finite value (float16 overflow) recomputed in
+float32, as ADM does.  What cannot be reproduced off the GPU: the order in which cuBLAS and TF's reductions add up
+the float32 partial sums, which can move a distance by one float16 step in rare cases.
+``fp32`` and ``fp64`` compute the same formula in that precision.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from varbench.errors import VarbenchError
 
 K = 3
 BLOCK = 10_000
-DISTANCES = ("fp32", "fp16", "fp64")
+DISTANCES = ("fp16", "fp32", "fp64")
+ADM_DISTANCE = "fp16"
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,10 @@ class PrecisionRecall:
     precision: float
     recall: float
     k: int
-    distance: str  # arithmetic of the distances: fp32 | fp16 (ADM's, emulated) | fp64
+    distance: str  # arithmetic of the distances: fp16 (ADM's) | fp32 | fp64
 
 
-def squared_distances(u: np.ndarray, v: np.ndarray, distance: str = "fp32") -> np.ndarray:
+def squared_distances(u: np.ndarray, v: np.ndarray, distance: str = ADM_DISTANCE) -> np.ndarray:
     """(len(u), len(v)) squared distances; float16 results are returned as (exactly equal) float32 values."""
     if distance == "fp16":
         d = _squared_distances_fp16(u, v)
@@ -52,9 +56,14 @@ def squared_distances(u: np.ndarray, v: np.ndarray, distance: str = "fp32") -> n
     return np.maximum(d, 0, out=d)
 
 
+def to_fp16(x: np.ndarray) -> np.ndarray:
+    """ADM's cast: the TF graph receives float32 activations and casts them to float16."""
+    return np.asarray(x).astype(np.float32, copy=False).astype(np.float16)
+
+
 def _squared_distances_fp16(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected by the caller
-        u16, v16 = np.asarray(u).astype(np.float16), np.asarray(v).astype(np.float16)
+        u16, v16 = to_fp16(u), to_fp16(v)
         norm_u = np.square(u16).sum(axis=1, dtype=np.float32).astype(np.float16)
         norm_v = np.square(v16).sum(axis=1, dtype=np.float32).astype(np.float16)
         dot = (u16.astype(np.float32) @ v16.astype(np.float32).T).astype(np.float16)
@@ -64,7 +73,7 @@ def _squared_distances_fp16(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return d.astype(np.float32)
 
 
-def manifold_radii(features: np.ndarray, k: int = K, block: int = BLOCK, distance: str = "fp32") -> np.ndarray:
+def manifold_radii(features: np.ndarray, k: int = K, block: int = BLOCK, distance: str = ADM_DISTANCE) -> np.ndarray:
     """Squared distance from each point to its k-th nearest neighbour in the same set."""
     _check(features, k, "features", distance)
     n = len(features)
@@ -87,22 +96,21 @@ def _smallest(d: np.ndarray, m: int) -> np.ndarray:
     return d
 
 
-def fraction_inside(points: np.ndarray, centres: np.ndarray, radii: np.ndarray, block: int = BLOCK,
-                    distance: str = "fp32") -> float:
-    """Fraction of ``points`` within (<=) the radius of at least one centre."""
-    inside = np.zeros(len(points), dtype=bool)
-    for lo in range(0, len(points), block):
-        rows = points[lo:lo + block]
-        hit = np.zeros(len(rows), dtype=bool)
-        for clo in range(0, len(centres), block):
-            d = squared_distances(rows, centres[clo:clo + block], distance)
-            hit |= (d <= radii[None, clo:clo + block]).any(axis=1)
-        inside[lo:lo + len(rows)] = hit
-    return float(inside.mean())
+def inside_both_ways(real: np.ndarray, real_radii: np.ndarray, fake: np.ndarray, fake_radii: np.ndarray,
+                     block: int = BLOCK, distance: str = ADM_DISTANCE) -> tuple[np.ndarray, np.ndarray]:
+    """(real points inside the fake manifold, fake points inside the real manifold), from D(real, fake) blocks."""
+    real_in = np.zeros(len(real), dtype=bool)
+    fake_in = np.zeros(len(fake), dtype=bool)
+    for lo in range(0, len(real), block):
+        for clo in range(0, len(fake), block):
+            d = squared_distances(real[lo:lo + block], fake[clo:clo + block], distance)
+            real_in[lo:lo + block] |= (d <= fake_radii[None, clo:clo + block]).any(axis=1)
+            fake_in[clo:clo + block] |= (d <= real_radii[lo:lo + block, None]).any(axis=0)
+    return real_in, fake_in
 
 
 def precision_recall(real: np.ndarray, fake: np.ndarray, *, k: int = K, block: int = BLOCK,
-                     distance: str = "fp32") -> PrecisionRecall:
+                     distance: str = ADM_DISTANCE) -> PrecisionRecall:
     """ADM's precision and recall of ``fake`` (generated) features against ``real`` (reference) features."""
     _check(real, k, "reference features", distance)
     _check(fake, k, "sample features", distance)
@@ -110,12 +118,8 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, *, k: int = K, block: i
         raise VarbenchError(f"feature dimensions differ: reference {real.shape[1]}, samples {fake.shape[1]}")
     real_radii = manifold_radii(real, k, block, distance)
     fake_radii = manifold_radii(fake, k, block, distance)
-    return PrecisionRecall(
-        precision=fraction_inside(fake, real, real_radii, block, distance),
-        recall=fraction_inside(real, fake, fake_radii, block, distance),
-        k=k,
-        distance=distance,
-    )
+    real_in, fake_in = inside_both_ways(real, real_radii, fake, fake_radii, block, distance)
+    return PrecisionRecall(precision=float(fake_in.mean()), recall=float(real_in.mean()), k=k, distance=distance)
 
 
 def _check(features: np.ndarray, k: int, what: str, distance: str) -> None:

@@ -1,0 +1,73 @@
+"""How far precision/recall move when the distances are not ADM's float16 arithmetic.
+
+Synthetic pool3-like features (non-negative, 2048-d, norms spread like real activations), a reference set and a
+sample set of the sizes of the ADM protocol's shape (default 10,000 x 12,000); precision and recall in ADM's float16
+arithmetic (varbench's default), in float32 and in float64, and how many points each decides differently.
+Prints a table and writes JSON.
+
+    python benchmarks/bench_pr_arithmetic.py --n-ref 10000 --n-sample 12000 --json reports/bench_pr_arithmetic_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def features(n: int, d: int, seed: int, shift: float) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.abs(rng.normal(shift, 1.0, size=(n, d))) ** 1.5
+    return (base * np.exp2(rng.normal(0, 0.4, size=(n, 1)))).astype(np.float32)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-ref", type=int, default=10_000)
+    ap.add_argument("--n-sample", type=int, default=12_000)
+    ap.add_argument("--dim", type=int, default=2048)
+    ap.add_argument("--json", default="reports/bench_pr_arithmetic_cpu.json")
+    args = ap.parse_args(argv)
+
+    from varbench import env
+    from varbench.metrics import prec_recall as pr
+
+    ref = features(args.n_ref, args.dim, 0, 0.0)
+    sample = features(args.n_sample, args.dim, 1, 0.05)
+    rows, inside = [], {}
+    for distance in ("fp16", "fp32", "fp64"):
+        t0 = time.perf_counter()
+        r_ref = pr.manifold_radii(ref, distance=distance)
+        r_sample = pr.manifold_radii(sample, distance=distance)
+        ref_in, sample_in = pr.inside_both_ways(ref, r_ref, sample, r_sample, distance=distance)
+        seconds = time.perf_counter() - t0
+        inside[distance] = (ref_in, sample_in)
+        rows.append({"distance": distance, "precision": float(sample_in.mean()), "recall": float(ref_in.mean()),
+                     "seconds": seconds})
+    adm_ref, adm_sample = inside["fp16"]
+    for row in rows:
+        ref_in, sample_in = inside[row["distance"]]
+        row["precision_minus_adm"] = row["precision"] - rows[0]["precision"]
+        row["recall_minus_adm"] = row["recall"] - rows[0]["recall"]
+        row["samples_decided_differently"] = int((sample_in != adm_sample).sum())
+        row["references_decided_differently"] = int((ref_in != adm_ref).sum())
+    print(f"{'distances':10s} {'precision':>10s} {'recall':>8s} {'dP vs ADM':>10s} {'dR vs ADM':>10s} "
+          f"{'samples flipped':>16s} {'refs flipped':>13s} {'seconds':>8s}")
+    for r in rows:
+        print(f"{r['distance']:10s} {r['precision']:10.4f} {r['recall']:8.4f} {r['precision_minus_adm']:+10.4f} "
+              f"{r['recall_minus_adm']:+10.4f} {r['samples_decided_differently']:16d} "
+              f"{r['references_decided_differently']:13d} {r['seconds']:8.1f}")
+    out = {"benchmark": "pr_arithmetic", "n_ref": args.n_ref, "n_sample": args.n_sample, "dim": args.dim,
+           "features": "synthetic |N(shift, 1)|^1.5 with per-row scales 2^N(0, 0.4)", "rows": rows,
+           "env": env.collect("cpu")}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

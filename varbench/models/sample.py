@@ -89,6 +89,8 @@ class Steps:
     region: Callable[[], contextlib.AbstractContextManager] | None = None  # wraps every transformer call
     uncond_rows: bool = True  # False: only the B conditional rows run (unguided logits; the speed study)
     kv_cache: bool = True  # False: recompute the whole prefix at every scale (same tokens up to float noise)
+    codes: Callable | None = None  # codes(si, h) -> h: replace code vectors (B, l, Cvae) of scale si after they were
+    #                                 sampled and before they enter f_hat (zero-shot editing keeps the image's)
 
 
 def _draw(
@@ -183,6 +185,8 @@ def sample(
             hook("raw_logits", si, logits)
             hook("cfg_logits", si, guided.clone())
         idx, h = _draw(guided, rng, sc, ratio, codebook)
+        if steps.codes is not None:
+            h = steps.codes(si, h)
         tokens.append(idx)
         if hook is not None:
             hook("tokens", si, idx)

@@ -9,7 +9,7 @@ Writers build these types (``varbench.generate``, ``varbench.evaluate``, ``varbe
 
     {
       "schema": "varbench.result", "schema_version": 2,
-      "kind": "generate" | "fid" | "speed",
+      "kind": "generate" | "fid" | "speed" | "audit" | "sweep" | "scaling" | "edit",
       "created": "2026-12-01T12:00:00+00:00",      # UTC, ISO 8601
       "env": Env,                                   # versions, git sha, device, threads
       "protocol": Protocol,                         # how the numbers were made (below)
@@ -33,7 +33,7 @@ from varbench import files
 
 SCHEMA = "varbench.result"
 SCHEMA_VERSION = 2
-KINDS = ("generate", "fid", "speed")
+KINDS = ("generate", "fid", "speed", "audit", "sweep", "scaling", "edit")
 
 
 class Env(TypedDict, total=False):

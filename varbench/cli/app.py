@@ -20,6 +20,10 @@ COMMAND_MODULES = (
     "varbench.cli.speed",
     "varbench.cli.report",
     "varbench.cli.compare",
+    "varbench.cli.audit",
+    "varbench.cli.sweep",
+    "varbench.cli.scaling",
+    "varbench.cli.edit",
 )
 _argv: list[str] = []  # the arguments of this invocation (after the program name), for a torchrun relaunch
 

@@ -98,15 +98,24 @@ def test_per_sample_seeds_do_not_depend_on_chunking():
 
 def test_seed_and_order_rules_are_pinned():
     # these values are written into manifests; changing the rule must be a deliberate, visible change
-    assert chunk_seed(0, 0) == chunk_seed(0, 0) and chunk_seed(0, 0) != chunk_seed(0, 1) != chunk_seed(1, 0)
-    assert 0 <= chunk_seed(7, 3) < 2**63
+    # official mode: chunk c uses the official code's own seed S + c (g_seed / torch.manual_seed)
+    assert [chunk_seed(2024, c) for c in range(3)] == [2024, 2025, 2026]
     plan, _ = make_plan(num_samples=10, seed=0)
     assert plan.order().tolist() == PINNED_ORDER_10
-    assert chunk_seed(0, 0) == PINNED_CHUNK_SEED_0_0
+    assert sample_seed(0, 0) == PINNED_SAMPLE_SEED_0_0
+
+
+def test_official_plan_lists_each_chunk_seed_and_bounds_the_last():
+    plan, batch = make_plan(labels=[5, 500, 996, 1, 2], seed=2024, rng="official", batch_size=3)
+    assert batch == 3 and plan.to_dict()["chunk_seeds"] == [2024, 2025]
+    assert make_plan(num_samples=10, seed=1)[0].to_dict()["chunk_seeds"] is None  # per-sample: hashed per index
+    make_plan(num_samples=1000, seed=2**63 - 20, rng="official", batch_size=50)  # last chunk 2**63 - 1
+    with pytest.raises(VarbenchError, match="last chunk's seed .* exceeds 2\\*\\*63-1; use a --seed below"):
+        make_plan(num_samples=1000, seed=2**63 - 19, rng="official", batch_size=50)
 
 
 PINNED_ORDER_10 = [1, 3, 4, 5, 7, 2, 8, 0, 6, 9]
-PINNED_CHUNK_SEED_0_0 = 3110982633547035256
+PINNED_SAMPLE_SEED_0_0 = 299669380033968380
 
 
 def test_packed_order_is_a_seeded_shuffle_that_mixes_classes():

@@ -262,8 +262,9 @@ def test_official_mode_draws_each_chunk_as_one_seeded_batch(tmp_path):
     sampler.run(again, job_for(tmp_path / "off2", rng="official", batch_size=4))
     assert read(tmp_path / "off" / "samples.npz") == read(tmp_path / "off2" / "samples.npz")
     m = json.loads((tmp_path / "off" / "manifest.json").read_text())
-    assert m["rng"] == "official" and "chunk_seed" in m["plan"]["seed_rule"]
+    assert m["rng"] == "official" and "seed + c" in m["plan"]["seed_rule"]
     assert all(c["batch_size"] == 4 for c in m["chunks"])
+    assert [c["seed"] for c in m["chunks"]] == m["plan"]["chunk_seeds"] == [job.plan.seed + c for c in range(3)]
     with pytest.raises(VarbenchError, match="no official RNG mode"):
         sampler.run(noise(), job_for(tmp_path / "x", rng="official", batch_size=4))
 

@@ -8,8 +8,10 @@ never on the number of processes or the batch size, so any process can make any 
   ``class_{i mod C}``, so each class appears exactly ``per_class`` times and every chunk mixes classes.
 * Explicit plans (``--labels``): sample ``i`` gets ``labels[i]``; one sample per label, in the given order.
 * Randomness, per-sample mode: sample ``i`` is drawn from ``seed_hash("sample", seed, i)`` alone (any batch size,
-  any rank).  Official mode: chunk ``c`` is one batch drawn with one generator seeded with ``chunk_seed(seed, c)``,
-  as the official VAR/LlamaGen code does; its output depends on the batch composition, so the batch is the chunk.
+  any rank).  Official mode: chunk ``c`` is one batch drawn with one generator seeded with the plain official seed
+  ``seed + c``, exactly as ``var.autoregressive_infer_cfg(B, label_B, g_seed=seed + c, ...)`` re-seeds VAR's generator
+  and as LlamaGen's sample scripts call ``torch.manual_seed(seed + c)`` before ``generate``; its output depends on
+  the batch composition, so the batch is the chunk (and the GPU count never matters: chunks are assigned whole).
 * Packed order: balanced plans are shuffled by sorting indices on ``sha256("varbench/order/{seed}/{i}")`` (a
   class-sorted npz breaks the ADM evaluator's Inception Score, guided-diffusion#165); explicit plans keep label
   order.  The rule is pure Python hashing, so it is the same on every platform and NumPy version.
@@ -30,12 +32,13 @@ NUM_CLASSES = 1000
 DEFAULT_PER_CLASS = 50  # VAR README FID protocol: 50,000 samples, 50 per class
 DEFAULT_CHUNK_SIZE = 100  # per-sample mode; official mode uses chunk = batch
 DEFAULT_BATCH_SIZE = 50
+MAX_SEED = 1 << 63  # seeds are 63-bit: torch.Generator.manual_seed takes them on every device
 
 LABEL_RULE = "balanced: label(i) = classes[i % C], classes[k] = k * num_classes // C; explicit: label(i) = labels[i]"
 SEED_RULE = (
     "per-sample: sample i uses sample_seed(seed, i) = first 8 bytes (little endian, 63 bits) of "
-    "sha256('varbench/sample/{seed}/{i}'); official: chunk c is one batch drawn with one CPU torch.Generator "
-    "seeded with chunk_seed(seed, c) = the same hash of 'varbench/chunk/{seed}/{c}', batch size = chunk size"
+    "sha256('varbench/sample/{seed}/{i}'); official: chunk c is one batch drawn with one torch.Generator "
+    "seeded with seed + c (VAR: g_seed = seed + c; LlamaGen: torch.manual_seed(seed + c)), batch size = chunk size"
 )
 ORDER_RULE = "balanced: indices sorted by sha256('varbench/order/{seed}/{i}'); explicit: index order 0..N-1"
 
@@ -52,8 +55,8 @@ def sample_seed(seed: int, index: int) -> int:
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
-    """The generator seed of chunk ``chunk`` in official RNG mode."""
-    return seed_hash("chunk", seed, chunk)
+    """The generator seed of chunk ``chunk`` in official RNG mode: the official code's own seed, ``seed + chunk``."""
+    return int(seed) + int(chunk)
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ class Plan:
             "planned_classes": len(self.classes),
             "labels": list(self.labels) if self.explicit else None,
             "labels_sha256": hashlib.sha256(labels.tobytes()).hexdigest(),
+            "chunk_seeds": [self.chunk_seed(c) for c in range(self.num_chunks)] if self.rng == "official" else None,
             "label_rule": LABEL_RULE,
             "seed_rule": SEED_RULE,
             "order_rule": ORDER_RULE,
@@ -191,13 +195,17 @@ def make_plan(
     for name, value in (("--batch-size", batch_size), ("--chunk-size", chunk_size)):
         if value is not None and value < 1:
             raise VarbenchError(f"{name} must be at least 1, got {value}")
-    if seed < 0 or seed >= 1 << 63:
+    if seed < 0 or seed >= MAX_SEED:
         raise VarbenchError(f"--seed must be in 0 .. 2**63-1, got {seed}")
     if labels is not None:
         n, per = _explicit_count(labels, num_samples, per_class, num_classes)
     else:
         n, per = _balanced_count(num_samples, per_class, num_classes, default_per_class)
     chunk, batch = _chunking(rng, batch_size, chunk_size)
+    last_seed = seed + -(-n // chunk) - 1
+    if rng == "official" and last_seed >= MAX_SEED:
+        raise VarbenchError(f"--rng official seeds chunk c with seed + c, and the last chunk's seed {last_seed} "
+                            f"exceeds 2**63-1; use a --seed below {MAX_SEED - -(-n // chunk)}")
     plan = Plan(num_samples=n, seed=seed, chunk_size=chunk, rng=rng, per_class=per,
                 labels=tuple(int(x) for x in labels) if labels is not None else None, num_classes=num_classes)
     return plan, min(batch, chunk, n)

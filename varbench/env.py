@@ -58,6 +58,21 @@ def describe_device(device: str | None = None) -> dict:
     return info
 
 
+def native_half(device: str | None = None) -> bool | None:
+    """Whether the device runs bf16 matmuls natively: a CUDA GPU with bf16 support, or a CPU with AVX512-BF16 or AMX
+    (read from /proc/cpuinfo; None where that cannot be read).  Elsewhere torch emulates bf16, far slower than fp32."""
+    import torch
+
+    dev = torch.device(device or "cpu")
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def collect(device: str | None = None) -> dict:
     """Versions (python, torch, CUDA, numpy, varbench, git sha) and the device."""
     import numpy as np
@@ -75,6 +90,7 @@ def collect(device: str | None = None) -> dict:
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "numpy": np.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the SIMD kernels torch picked (AVX2, AVX512...)
+        "native_bf16": native_half(device),  # bf16 in hardware (AVX512-BF16/AMX, or a bf16 GPU); else emulated
         **describe_device(device),
     }
 

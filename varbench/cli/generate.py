@@ -211,6 +211,8 @@ def _run(info, s: dict) -> None:
     from varbench.generators.protocol import build
 
     dist.init(info, s["device"])
+    if info.is_main and s["dtype"] != "fp32":
+        _warn_half(s["dtype"], s["device"])
     new_root = rundir.created_root(s["out"]) if info.is_main else None
     threads = torch.get_num_threads()
     if s["threads"] is not None:
@@ -234,6 +236,17 @@ def _run(info, s: dict) -> None:
         torch.set_num_threads(threads)
         dist.destroy()
     _summary(s, outcome)
+
+
+def _warn_half(dtype: str, device: str) -> None:
+    from varbench import env
+    from varbench.cli import render
+
+    render.warn(f"--dtype {dtype} is the fast mode: its tokens can differ from the exact fp32 default (the manifest "
+                "records the dtype)")
+    if env.native_half(device) is False:
+        render.warn(f"this {device} has no native bf16 (AVX512-BF16/AMX): torch emulates {dtype} there, which is "
+                    "far slower than fp32; use fp32 on this machine")
 
 
 def _summary(s: dict, outcome) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 POOL3 = "pool3"  # (N, 2048) FID, precision/recall, KID
 LOGITS = "logits"  # (N, 1008) bias-free logits, Inception Score
 SPATIAL = "spatial"  # (N, 2023) sFID: mixed_6/conv, first 7 channels, flattened H, W, C
+DINOV2 = "dinov2"  # (N, 1024) FD_DINOv2: the DINOv2 ViT-L/14 CLS token after the final norm (EDM2)
 SFID_CHANNELS = 7  # ADM keeps the first 7 of the 192 channels of mixed_6/conv (17 x 17 x 7 = 2023)
 
 

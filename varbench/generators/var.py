@@ -48,9 +48,15 @@ class VarGenerator:
         return sample(self.var, self.vae, labels, batch_size, self.sampling, rng, self._autocast())
 
     def decode(self, f_hat) -> np.ndarray:
+        """f_hat -> uint8 images; the fast modes (bf16/fp16) run the VQ decode under the same autocast as the
+        transformer (GroupNorm and the final clamp stay float32, as autocast keeps them)."""
+        import torch
+
         from varbench.models.sample import decode_images
 
-        return to_uint8(decode_images(self.vae, f_hat))
+        dtype = self._autocast()
+        with torch.autocast(torch.device(self.device).type, dtype=dtype, enabled=dtype is not None):
+            return to_uint8(decode_images(self.vae, f_hat))
 
     def generate(self, labels: Sequence[int], seeds: Sequence[int]) -> np.ndarray:
         import torch

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from test_metrics_is import adm_inception_score, class_logits, softmax
-from varbench.evaluate.score import EvalConfig
+from varbench.evaluate.config import EvalConfig
 from varbench.metrics import inception_score as isc
 from varbench.metrics import kid
 from varbench.metrics import prec_recall as pr
@@ -92,7 +92,7 @@ def test_precision_recall_equal_adms(block):
 def test_the_default_protocol_is_adms():
     config = EvalConfig()
     assert config.pr_distance == "fp16" and config.is_splits is None
-    from varbench.evaluate.score import arithmetic
+    from varbench.evaluate.config import arithmetic
 
     text = arithmetic(config)
     assert "ADM's float16 arithmetic" in text["precision"] and "chunks of 5000" in text["is_mean"]

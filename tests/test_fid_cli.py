@@ -92,7 +92,7 @@ def test_ref_build_then_fid_end_to_end(generated, toy_ref, weights, tmp_path):
     assert all(np.isfinite(v) for v in res["metrics"].values())
     cfg = result["config"]
     assert cfg["metrics"] == ["fid", "sfid", "is", "pr", "kid"] and cfg["dtype"] == "fp32"
-    assert cfg["kid_subset_size"] == 6 and cfg["pr_distance"] == "fp32" and cfg["device"] == "cpu"
+    assert cfg["kid_subset_size"] == 6 and cfg["pr_distance"] == "fp16" and cfg["device"] == "cpu"
     # how the samples were made, from the generate directory's result: what a report needs to find published numbers
     assert p["model"]["name"] == "var_test" and p["model"]["random_weights"] is True
     assert p["sampling"]["cfg"] == 1.5 and p["sampling"]["guidance_rule"] == "var_ramp"
@@ -103,7 +103,7 @@ def test_ref_build_then_fid_end_to_end(generated, toy_ref, weights, tmp_path):
     assert p["reference"]["source_sha256"] == toy_ref.source_sha256 and p["reference"]["extractor_id"] == ex.id
     assert p["reference"]["batch"] is None and p["reference"]["origin"] == "computed"
     assert p["extractor"]["id"] == ex.id and p["arithmetic"]["float32"]["cudnn_conv_fp32_precision"] == "ieee"
-    assert p["arithmetic"]["precision"].startswith("fp32 squared distances") and "eig" in p["arithmetic"]["fid"]
+    assert p["arithmetic"]["precision"].startswith("fp16 squared distances (ADM") and "eig" in p["arithmetic"]["fid"]
     assert result["env"]["torch"]
     warnings = " ".join(result["warnings"])
     assert "rank-deficient" in warnings and "class-sorted" in warnings  # labels 1..12 in order

@@ -130,3 +130,25 @@ def test_modules_and_functions_stay_small():
                 if n > MAX_FUNCTION_LINES:
                     long_functions.append(f"{name}:{node.lineno} {node.name} ({n} lines)")
     assert long_modules == [] and long_functions == [], long_modules + long_functions
+
+
+def test_every_package_and_its_data_is_installed():
+    """A package (or data file) missing from pyproject's explicit lists is absent from the wheel: check both."""
+    import fnmatch
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    roots = {pkg: ROOT / path for pkg, path in cfg["package-dir"].items()}
+    found = {}
+    for pkg, base in roots.items():
+        for init in base.glob("**/__init__.py"):
+            rel = init.parent.relative_to(base).parts
+            found[".".join((pkg, *rel))] = init.parent
+    assert set(found) == set(cfg["packages"])
+    for pkg, folder in found.items():
+        data = [p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+                and not any((q / "__init__.py").exists() for q in p.parents if folder in q.parents)]
+        patterns = cfg["package-data"].get(pkg, [])
+        unlisted = [f for f in data if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
+        assert not unlisted, f"{pkg}: data files not in [tool.setuptools.package-data]: {unlisted}"

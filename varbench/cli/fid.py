@@ -9,13 +9,15 @@ import typer
 
 from varbench.cli.options import guard, str_list
 
-DEFAULT_METRICS = "fid,sfid,is,pr,kid"  # = varbench.metrics.registry.requestable() (checked by a test)
+from varbench.metrics.registry import ADM_SUITE
+
+DEFAULT_METRICS = ",".join(ADM_SUITE)
 
 
 def fid(
     samples: Path = typer.Argument(..., help="An ADM npz (arr_0), a varbench generate directory or a PNG/JPEG folder."),
     ref: str = typer.Option("imagenet256", "--ref", help="A built reference name (varbench ref list) or its .npz path."),
-    metrics: str = typer.Option(DEFAULT_METRICS, "--metrics", help="Comma-separated: fid, sfid, is, pr, kid."),
+    metrics: str = typer.Option(DEFAULT_METRICS, "--metrics", help="Comma-separated: fid, sfid, is, pr, kid (ADM's); dc (density/coverage), fd_dinov2, dc_dinov2."),
     backend: str = typer.Option("adm", "--backend", help="adm | torch-fidelity | clean-fid | all (one table)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per Inception batch (features do not depend on it)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
@@ -27,6 +29,8 @@ def fid(
     is_splits: Optional[int] = typer.Option(None, "--is-splits", help="torch-fidelity's K IS splits (default: ADM's consecutive chunks of 5,000 rows)."),
     pr_distance: str = typer.Option("fp16", "--pr-distance", help="P&R distance arithmetic: fp16 (ADM's float16, "
                                     "the default) | fp32 | fp64."),
+    bootstrap: int = typer.Option(0, "--bootstrap", help="95% bootstrap intervals from N replicates over the cached features (0: off)."),
+    bootstrap_seed: int = typer.Option(0, "--bootstrap-seed", help="Seed of the bootstrap draws."),
     kid_subsets: int = typer.Option(100, "--kid-subsets", help="KID subsets."),
     kid_subset_size: int = typer.Option(1000, "--kid-subset-size", help="Rows per KID subset."),
     kid_seed: int = typer.Option(2020, "--kid-seed", help="Seed of the KID subsets (torch-fidelity's default)."),
@@ -48,7 +52,7 @@ def fid(
         metrics=tuple(str_list(metrics, "--metrics")), backend=backend, batch_size=batch_size,
         device=dist.resolve_device(device, dist.DistInfo.from_env()), dtype=dtype, fid_method=fid_method,
         is_splits=is_splits,
-        pr_distance=pr_distance, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, kid_seed=kid_seed,
+        pr_distance=pr_distance, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, kid_seed=kid_seed,
         feature_cache=not no_feature_cache,
     )
     with render.progress() as progress:
@@ -74,6 +78,9 @@ def show(result: dict) -> None:
     columns = ["metric"] + [n if n != "adm" else "adm (varbench)" for n in names]
     diffs = res["differences"]
     columns += [f"Δ {n}" for n in diffs]
+    intervals = (res["intervals"] or {}).get("metrics", {})
+    if intervals:
+        columns.append(f"95% interval ({res['intervals']['replicates']} bootstrap replicates)")
     def fmt(value, signed=False):
         return None if value is None else format(value, "+.3g" if signed else ".6g")
 
@@ -81,6 +88,9 @@ def show(result: dict) -> None:
     for key in keys:
         row = [registry.get(key).label + f" ({key})"] + [fmt(backends[n].get(key)) for n in names]
         row += [fmt(diffs[n].get(key), signed=True) for n in diffs]
+        if intervals:
+            iv = intervals.get(key)
+            row.append(None if iv is None else f"[{iv['low']:.6g}, {iv['high']:.6g}] ({iv['method']})")
         rows.append(row)
     ref, samples = protocol["reference"], protocol["samples"]
     caption = (f"{samples['count']} samples {samples['height']}x{samples['width']} vs reference "

@@ -20,7 +20,7 @@ the float32 partial sums, which can move a distance by one float16 step in rare 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,6 +38,9 @@ class PrecisionRecall:
     recall: float
     k: int
     distance: str  # arithmetic of the distances: fp16 (ADM's) | fp32 | fp64
+    # per point: reference points inside the sample manifold (recall's items), samples inside the reference manifold
+    real_inside: np.ndarray | None = field(default=None, compare=False, repr=False)
+    fake_inside: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def squared_distances(u: np.ndarray, v: np.ndarray, distance: str = ADM_DISTANCE) -> np.ndarray:
@@ -75,7 +78,7 @@ def _squared_distances_fp16(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def manifold_radii(features: np.ndarray, k: int = K, block: int = BLOCK, distance: str = ADM_DISTANCE) -> np.ndarray:
     """Squared distance from each point to its k-th nearest neighbour in the same set."""
-    _check(features, k, "features", distance)
+    check_features(features, k, "features", distance)
     n = len(features)
     radii = np.empty(n, dtype=np.float64 if distance == "fp64" else np.float32)
     for lo in range(0, n, block):
@@ -112,22 +115,23 @@ def inside_both_ways(real: np.ndarray, real_radii: np.ndarray, fake: np.ndarray,
 def precision_recall(real: np.ndarray, fake: np.ndarray, *, k: int = K, block: int = BLOCK,
                      distance: str = ADM_DISTANCE) -> PrecisionRecall:
     """ADM's precision and recall of ``fake`` (generated) features against ``real`` (reference) features."""
-    _check(real, k, "reference features", distance)
-    _check(fake, k, "sample features", distance)
+    check_features(real, k, "reference features", distance)
+    check_features(fake, k, "sample features", distance)
     if real.shape[1] != fake.shape[1]:
         raise VarbenchError(f"feature dimensions differ: reference {real.shape[1]}, samples {fake.shape[1]}")
     real_radii = manifold_radii(real, k, block, distance)
     fake_radii = manifold_radii(fake, k, block, distance)
     real_in, fake_in = inside_both_ways(real, real_radii, fake, fake_radii, block, distance)
-    return PrecisionRecall(precision=float(fake_in.mean()), recall=float(real_in.mean()), k=k, distance=distance)
+    return PrecisionRecall(precision=float(fake_in.mean()), recall=float(real_in.mean()), k=k, distance=distance,
+                           real_inside=real_in, fake_inside=fake_in)
 
 
-def _check(features: np.ndarray, k: int, what: str, distance: str) -> None:
+def check_features(features: np.ndarray, k: int, what: str, distance: str, metric: str = "precision/recall") -> None:
     if distance not in DISTANCES:
         raise VarbenchError(f"unknown distance arithmetic {distance!r}; use one of {', '.join(DISTANCES)}")
     if features.ndim != 2:
         raise VarbenchError(f"{what} must be (N, d), got shape {features.shape}")
     if len(features) <= k:
-        raise VarbenchError(f"precision/recall with k={k} needs more than {k} {what}, got {len(features)}")
+        raise VarbenchError(f"{metric} with k={k} needs more than {k} {what}, got {len(features)}")
     if not np.all(np.isfinite(features)):
         raise VarbenchError(f"{what} contain NaN/inf; check the weights and the inputs")

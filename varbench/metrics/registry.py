@@ -28,6 +28,9 @@ class MetricSpec:
     published: bool = False  # papers publish it (a column of the published tables)
 
 
+ADM_SUITE = ("fid", "sfid", "is", "pr", "kid")  # --metrics names: what ADM's evaluator prints (the default)
+DINOV2_METRICS = ("fd_dinov2", "dc_dinov2")  # --metrics names computed on DINOv2 features
+
 METRICS: dict[str, MetricSpec] = {}
 _ALIASES: dict[str, str] = {}
 
@@ -87,6 +90,11 @@ _quality("precision", True, "Precision", ".4f", "pr", aliases=("prec",), publish
 _quality("recall", True, "Recall", ".4f", "pr", aliases=("rec",), published=True)
 _quality("kid_mean", False, "KID", ".5f", "kid", aliases=("kid",))
 _quality("kid_std", False, "KID std over subsets", ".5f", "kid", spread=True)
+_quality("density", True, "Density (k=5)", ".4f", "dc")
+_quality("coverage", True, "Coverage (k=5)", ".4f", "dc")
+_quality("fd_dinov2", False, "FD_DINOv2", ".2f", "fd_dinov2", aliases=("fd_dino",))
+_quality("density_dinov2", True, "Density, DINOv2 (k=5)", ".4f", "dc_dinov2")
+_quality("coverage_dinov2", True, "Coverage, DINOv2 (k=5)", ".4f", "dc_dinov2")
 register(MetricSpec("images_per_second", True, "generation images per second", ".4g", "generate", tolerance=0.10,
                     aliases=("ips", "images_per_s")))
 register(MetricSpec("latency_s", False, "seconds per decode call", ".4g", "speed", tolerance=0.10,

@@ -165,6 +165,9 @@ class FidResults(TypedDict):
     differences: dict  # backend -> {metric key -> value - adm value}
     details: dict  # per-metric extras (IS splits, order-robust IS, seconds)
     features: dict | None  # {cached, cache_path, seconds, images_per_s}
+    # --bootstrap N: {replicates, seed, level, metrics: {key: {value, low, high, std, bias, method, replicates,
+    # resamples}}}; None without it
+    intervals: dict | None
     seconds: float
 
 

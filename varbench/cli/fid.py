@@ -16,7 +16,7 @@ DEFAULT_METRICS = ",".join(ADM_SUITE)
 
 def fid(
     samples: Path = typer.Argument(..., help="An ADM npz (arr_0), a varbench generate directory or a PNG/JPEG folder."),
-    ref: str = typer.Option("imagenet256", "--ref", help="A built reference name (varbench ref list) or its .npz path."),
+    ref: str = typer.Option("imagenet256", "--ref", help="A built Inception reference name (varbench ref list) or its .npz path."),
     metrics: str = typer.Option(DEFAULT_METRICS, "--metrics", help="Comma-separated: fid, sfid, is, pr, kid (ADM's); dc (density/coverage), fd_dinov2, dc_dinov2."),
     backend: str = typer.Option("adm", "--backend", help="adm | torch-fidelity | clean-fid | all (one table)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per Inception batch (features do not depend on it)."),
@@ -25,6 +25,10 @@ def fid(
     inception_weights: Optional[Path] = typer.Option(
         None, "--inception-weights", help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth (default: "
         "the torch hub cache, downloaded when online)."),
+    dinov2_ref: Optional[str] = typer.Option(None, "--dinov2-ref", help="A reference built with --extractor dinov2 (for fd_dinov2, dc_dinov2)."),
+    dinov2_weights: Optional[Path] = typer.Option(None, "--dinov2-weights", help="dinov2_vitl14_pretrain.pth (default: the torch hub cache, downloaded when online)."),
+    dinov2_heads: Optional[int] = typer.Option(None, "--dinov2-heads", help="Heads of the ViT (default: width / 64, as released)."),
+    dinov2_resize: str = typer.Option("torch", "--dinov2-resize", help="torch (EDM2's bicubic + antialias) | pil (dgm-eval's PIL bicubic)."),
     fid_method: str = typer.Option("eig", "--fid-method", help="eig (eigenvalue trace) | sqrtm (SciPy, slow)."),
     is_splits: Optional[int] = typer.Option(None, "--is-splits", help="torch-fidelity's K IS splits (default: ADM's consecutive chunks of 5,000 rows)."),
     pr_distance: str = typer.Option("fp16", "--pr-distance", help="P&R distance arithmetic: fp16 (ADM's float16, "
@@ -52,11 +56,13 @@ def fid(
         metrics=tuple(str_list(metrics, "--metrics")), backend=backend, batch_size=batch_size,
         device=dist.resolve_device(device, dist.DistInfo.from_env()), dtype=dtype, fid_method=fid_method,
         is_splits=is_splits,
+        dinov2_ref=dinov2_ref, dinov2_heads=dinov2_heads, dinov2_resize=dinov2_resize,
         pr_distance=pr_distance, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, kid_seed=kid_seed,
         feature_cache=not no_feature_cache,
     )
     with render.progress() as progress:
-        result = evaluate(samples, ref, config, weights=inception_weights, progress=progress)
+        result = evaluate(samples, ref if config.needs_inception else None, config, weights=inception_weights,
+                          dinov2_weights=dinov2_weights, progress=progress)
     if json_out is not None:
         schema.save(json_out, result)
     show(result)
@@ -92,9 +98,12 @@ def show(result: dict) -> None:
             iv = intervals.get(key)
             row.append(None if iv is None else f"[{iv['low']:.6g}, {iv['high']:.6g}] ({iv['method']})")
         rows.append(row)
-    ref, samples = protocol["reference"], protocol["samples"]
-    caption = (f"{samples['count']} samples {samples['height']}x{samples['width']} vs reference "
-               f"{ref['name']} ({ref['n_features']} images for P&R/KID); extractor {ref['extractor_id']}")
+    samples = protocol["samples"]
+    caption = f"{samples['count']} samples {samples['height']}x{samples['width']}"
+    for ref in (protocol["reference"], (res["dinov2"] or {}).get("reference")):
+        if ref is not None:
+            caption += (f"; reference {ref['name']} ({ref['n_features']} images for the k-NN metrics/KID, "
+                        f"extractor {ref['extractor_id']})")
     if res["features"]:
         caption += f"; features {'from cache' if res['features']['cached'] else 'computed'}"
     if "is" in res["details"]:

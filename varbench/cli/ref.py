@@ -21,7 +21,11 @@ def build(
     name: str = typer.Argument(..., help="Reference name, e.g. imagenet256."),
     source: Path = typer.Option(..., "--from", help="An ADM reference npz, an npz of real images (arr_0) or an "
                                 "image folder."),
+    extractor: str = typer.Option("inception", "--extractor", help="inception (FID, sFID, P&R, KID) | dinov2 (FD_DINOv2, EDM2's protocol)."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="Inception weights file."),
+    dinov2_weights: Optional[Path] = typer.Option(None, "--dinov2-weights", help="DINOv2 weights (dinov2_vitl14_pretrain.pth)."),
+    dinov2_heads: Optional[int] = typer.Option(None, "--dinov2-heads", help="Heads of the ViT (default: width / 64)."),
+    dinov2_resize: str = typer.Option("torch", "--dinov2-resize", help="torch (EDM2's default) | pil."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per Inception batch."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     dtype: str = typer.Option("fp32", "--dtype", help="Inception arithmetic: fp32 or fp64."),
@@ -33,9 +37,11 @@ def build(
     """Build reference statistics into the user cache.
 
     From an ADM reference npz the stored mu, sigma, mu_s, sigma_s are kept and pool3 features of its images are
-    computed for precision/recall and KID; from real images everything is computed.
+    computed for precision/recall and KID; from real images everything is computed.  With --extractor dinov2 the
+    DINOv2 statistics (FD_DINOv2) are computed from the images; they are a reference of their own.
 
     Example: varbench ref build imagenet256 --from VIRTUAL_imagenet256_labeled.npz
+    Example: varbench ref build imagenet256_dinov2 --from VIRTUAL_imagenet256_labeled.npz --extractor dinov2
     """
     from varbench import dist
     from varbench.cli import render
@@ -49,7 +55,8 @@ def build(
     if known is not None and Path(source).name != known["file"]:
         render.warn(f"{name} is a known reference built from {known['file']}; building it from {Path(source).name}")
     with render.progress() as progress:
-        ref = references.build(name, source, weights=inception_weights,
+        ref = references.build(name, source, weights=dinov2_weights if extractor == "dinov2" else inception_weights,
+                          extractor=extractor, dinov2_heads=dinov2_heads, dinov2_resize=dinov2_resize,
                           device=dist.resolve_device(device, dist.DistInfo.from_env()), dtype=dtype,
                           batch_size=batch_size, recompute=recompute, pr_images=pr_images, progress=progress)
     for w in ref.extra.get("warnings", []):

@@ -2,7 +2,8 @@
 
 The cache key is the sha256 of the uint8 images (or of a folder's files), the extractor id and the feature dtype,
 under ``$VARBENCH_HOME/features/``: scoring the same samples against another reference or with other metrics
-reuses them.  An unreadable or mis-shaped cache file is ignored (and recomputed), never trusted.
+reuses them; each extractor (Inception, DINOv2) has its own cache files.  An unreadable or mis-shaped cache file is
+ignored (and recomputed), never trusted.
 """
 
 from __future__ import annotations
@@ -21,27 +22,55 @@ import numpy as np
 from varbench import env, files
 from varbench.errors import VarbenchError
 from varbench.evaluate.samples import SampleSet
-from varbench.features.base import LOGITS, POOL3, SPATIAL
+from varbench.features.base import DINOV2, LOGITS, POOL3, SPATIAL
 from varbench.progress import Progress, ProgressEvent, no_progress
 
 log = logging.getLogger(__name__)
 
 
+EXTRACTORS = ("inception", "dinov2")
+_STAGE = {"inception": "Inception features", "dinov2": "DINOv2 features"}
+_WEIGHTS_FLAG = {"inception": "--inception-weights", "dinov2": "--dinov2-weights"}
+
+
 @dataclass
 class SampleFeatures:
-    pool3: np.ndarray
-    logits: np.ndarray
-    spatial: np.ndarray
+    arrays: dict  # feature name -> (N, dim) array, every feature of the extractor
     array_sha256: str  # sha256 of the uint8 (N, H, W, 3) array the features came from
     cached: bool  # loaded from the feature cache
     seconds: float  # extraction (or cache load) time
     cache_path: str | None
 
+    @property
+    def pool3(self) -> np.ndarray:
+        return self.arrays[POOL3]
 
-def load_extractor(weights_path=None, device: str = "cpu", dtype: str = "fp32"):
+    @property
+    def logits(self) -> np.ndarray:
+        return self.arrays[LOGITS]
+
+    @property
+    def spatial(self) -> np.ndarray:
+        return self.arrays[SPATIAL]
+
+
+def load_extractor(weights_path=None, device: str = "cpu", dtype: str = "fp32", *, kind: str = "inception",
+                   heads: int | None = None, resize: str = "torch"):
+    """The feature extractor ``kind`` (inception | dinov2) from its weights (resolved as each documents)."""
+    if kind == "dinov2":
+        from varbench.features.dinov2 import DINOv2Extractor
+
+        return DINOv2Extractor.from_file(weights_path, device=device, dtype=dtype, heads=heads, resize=resize)
+    if kind != "inception":
+        raise VarbenchError(f"unknown feature extractor {kind!r}; use one of {', '.join(EXTRACTORS)}")
     from varbench.features.inception import InceptionExtractor
 
     return InceptionExtractor.from_file(weights_path, device=device, dtype=dtype)
+
+
+def kind_of(extractor) -> str:
+    """inception | dinov2: which family an extractor object belongs to (from its feature names)."""
+    return "dinov2" if DINOV2 in extractor.dims else "inception"
 
 
 def iter_features(samples: SampleSet, extractor, batch_size: int,
@@ -84,26 +113,25 @@ def sample_features(samples: SampleSet, extractor, *, batch_size: int, dtype: st
     np_dtype = np.float64 if dtype == "fp64" else np.float32
     out = {name: np.empty((samples.n, dim), dtype=np_dtype) for name, dim in extractor.dims.items()}
     digest = hashlib.sha256()
-    for start, batch, feats in iter_features(samples, extractor, batch_size, progress, "Inception features"):
+    for start, batch, feats in iter_features(samples, extractor, batch_size, progress, _STAGE[kind_of(extractor)]):
         digest.update(batch.data)
         for name, arr in feats.items():
             out[name][start:start + len(batch)] = arr
     seconds = time.perf_counter() - t0
     if path is not None:
         files.save_npz(path, **out, array_sha256=np.array(digest.hexdigest()), n=np.array(samples.n))
-    return SampleFeatures(out[POOL3], out[LOGITS], out[SPATIAL], digest.hexdigest(), cached=False, seconds=seconds,
-                          cache_path=str(path) if path else None)
+    return SampleFeatures(out, digest.hexdigest(), cached=False, seconds=seconds, cache_path=str(path) if path else None)
 
 
 def _load_cached(path: Path, n: int, dims: dict) -> tuple | None:
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = [z[POOL3], z[LOGITS], z[SPATIAL]]
+            arrays = {name: z[name] for name in dims}
             sha = str(z["array_sha256"])
     except (OSError, ValueError, KeyError, EOFError) as e:
         log.warning("ignoring unreadable feature cache %s (%s); recomputing", path, e)
         return None
-    if any(a.shape != (n, dims[k]) for a, k in zip(arrays, (POOL3, LOGITS, SPATIAL))):
+    if any(a.shape != (n, dims[k]) for k, a in arrays.items()):
         log.warning("ignoring feature cache %s with unexpected shapes; recomputing", path)
         return None
-    return (*arrays, sha)
+    return arrays, sha

@@ -1,11 +1,12 @@
 """Reference statistics: load/save, the user cache, and the manifest of known references.
 
-A reference is one npz in ``$VARBENCH_HOME/reference_stats/<name>.npz`` holding
+A reference is one npz in ``$VARBENCH_HOME/reference_stats/<name>.npz`` made with one feature extractor:
 
-- ``mu, sigma`` (pool3, float64) and ``mu_s, sigma_s`` (mixed_6/conv, float64): the FID and sFID statistics;
-- ``features``: pool3 features (float32) of the reference images used for precision/recall and KID
-  (ADM's 10,000 images for ImageNet-256, 1,000 for ImageNet-512);
-- ``meta``: a JSON string with the extractor id, resolution, counts, the source file and its sha256.
+- Inception (``feature`` pool3): ``mu, sigma`` (pool3, float64) and ``mu_s, sigma_s`` (mixed_6/conv, float64), the
+  FID and sFID statistics; DINOv2 (``feature`` dinov2): ``mu, sigma`` of the CLS features (FD_DINOv2);
+- ``features``: that feature (float32) of the images used for the k-NN metrics and KID (ADM's 10,000 images for
+  ImageNet-256, 1,000 for ImageNet-512);
+- ``meta``: a JSON string with the extractor id, the feature, resolution, counts, the source file and its sha256.
 
 Statistics made with one extractor id or resolution are never compared with another.  The known references and
 where to get them are listed in ``reference_stats/known.json`` (package data of ``varbench.reference_stats``).
@@ -27,13 +28,14 @@ import numpy as np
 from varbench import env, files
 from varbench.errors import VarbenchError, unknown_name
 from varbench.evaluate import samples as sample_sets
-from varbench.features.base import POOL3, SPATIAL
+from varbench.features.base import DINOV2, POOL3, SPATIAL
 from varbench.metrics import fid as fid_metric
 from varbench.progress import Progress, no_progress
 from varbench.results.schema import ReferenceInfo
 
 FORMAT = "varbench.reference_stats"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added "feature" (1: Inception pool3 only)
+FEATURES = (POOL3, DINOV2)  # the feature whose mu/sigma a reference holds
 ORIGINS = ("adm-stored", "computed")  # mu/sigma taken from the ADM npz, or computed by varbench
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ADM_KEYS = ("mu", "sigma", "mu_s", "sigma_s")
@@ -50,15 +52,16 @@ class ReferenceStats:
     height: int
     width: int
     n: int  # images behind mu/sigma (ADM: the whole dataset, unknown count -> 0)
-    mu: np.ndarray  # (2048,) float64
-    sigma: np.ndarray  # (2048, 2048) float64
-    mu_s: np.ndarray  # (2023,) float64
-    sigma_s: np.ndarray  # (2023, 2023) float64
-    features: np.ndarray  # (M, 2048) float32 pool3 of the precision/recall/KID images
+    mu: np.ndarray  # (d,) float64: (2048,) pool3 | (1024,) DINOv2 ViT-L/14
+    sigma: np.ndarray  # (d, d) float64
+    mu_s: np.ndarray | None  # (2023,) float64 sFID statistics (Inception references only)
+    sigma_s: np.ndarray | None  # (2023, 2023) float64
+    features: np.ndarray  # (M, d) float32 of the precision/recall/density/KID images
     source: str  # the file or folder it was built from
     source_sha256: str  # sha256 of the source npz file, or of a folder's sorted names and bytes
     origin: str  # "adm-stored" | "computed"
     extra: dict = field(default_factory=dict)  # built-by facts: varbench version, created, extractor description
+    feature: str = POOL3  # pool3 (Inception) | dinov2
 
     @property
     def resolution(self) -> list[int]:
@@ -80,6 +83,7 @@ class ReferenceStats:
             "format_version": FORMAT_VERSION,
             "name": self.name,
             "extractor_id": self.extractor_id,
+            "feature": self.feature,
             "resolution": self.resolution,
             "n": self.n,
             "n_features": int(len(self.features)),
@@ -121,15 +125,10 @@ def built() -> list[str]:
 
 def save(stats: ReferenceStats, path: str | os.PathLike) -> None:
     validate(stats, str(path))
-    files.save_npz(
-        path,
-        mu=stats.mu.astype(np.float64),
-        sigma=stats.sigma.astype(np.float64),
-        mu_s=stats.mu_s.astype(np.float64),
-        sigma_s=stats.sigma_s.astype(np.float64),
-        features=stats.features.astype(np.float32),
-        meta=np.array(json.dumps(stats.meta())),
-    )
+    sfid = {} if stats.mu_s is None else {"mu_s": stats.mu_s.astype(np.float64),
+                                          "sigma_s": stats.sigma_s.astype(np.float64)}
+    files.save_npz(path, mu=stats.mu.astype(np.float64), sigma=stats.sigma.astype(np.float64), **sfid,
+                   features=stats.features.astype(np.float32), meta=np.array(json.dumps(stats.meta())))
 
 
 def load(path: str | os.PathLike) -> ReferenceStats:
@@ -141,28 +140,37 @@ def load(path: str | os.PathLike) -> ReferenceStats:
         raise VarbenchError(f"reference statistics not found: {path}") from None
     except (OSError, ValueError, EOFError) as e:
         raise VarbenchError(f"{path} is not a readable reference-statistics npz: {e}") from None
-    missing = [k for k in ("mu", "sigma", "mu_s", "sigma_s", "features", "meta") if k not in arrays]
+    meta = _meta(arrays, path)
+    feature = meta.get("feature", POOL3)  # format 1: Inception only
+    needed = ("mu", "sigma", "features") + (("mu_s", "sigma_s") if feature == POOL3 else ())
+    missing = [k for k in needed if k not in arrays]
     if missing:
         raise VarbenchError(f"{path} is not a varbench reference (missing {', '.join(missing)}); build it with "
                             "varbench ref build")
+    core = {"format", "format_version", "name", "extractor_id", "feature", "resolution", "n", "n_features",
+            "source", "source_sha256", "origin"}
+    stats = ReferenceStats(
+        name=meta["name"], extractor_id=meta["extractor_id"], height=int(meta["resolution"][0]),
+        width=int(meta["resolution"][1]), n=int(meta["n"]), mu=arrays["mu"], sigma=arrays["sigma"],
+        mu_s=arrays.get("mu_s"), sigma_s=arrays.get("sigma_s"), features=arrays["features"], source=meta["source"],
+        source_sha256=meta["source_sha256"], origin=meta["origin"],
+        extra={k: v for k, v in meta.items() if k not in core}, feature=feature,
+    )
+    validate(stats, str(path))
+    return stats
+
+
+def _meta(arrays: dict, path: Path) -> dict:
+    if "meta" not in arrays:
+        raise VarbenchError(f"{path} is not a varbench reference (missing meta); build it with varbench ref build")
     try:
         meta = json.loads(str(arrays["meta"]))
     except ValueError as e:
         raise VarbenchError(f"{path} has unreadable metadata: {e}") from None
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        raise VarbenchError(f"{path} is reference format {meta.get('format_version')!r}; this varbench reads "
+    if meta.get("format") != FORMAT or meta.get("format_version") not in (1, FORMAT_VERSION):
+        raise VarbenchError(f"{path} is reference format {meta.get('format_version')!r}; this varbench reads 1 and "
                             f"{FORMAT_VERSION} (rebuild it with varbench ref build)")
-    core = {"format", "format_version", "name", "extractor_id", "resolution", "n", "n_features", "source",
-            "source_sha256", "origin"}
-    stats = ReferenceStats(
-        name=meta["name"], extractor_id=meta["extractor_id"], height=int(meta["resolution"][0]),
-        width=int(meta["resolution"][1]), n=int(meta["n"]), mu=arrays["mu"], sigma=arrays["sigma"],
-        mu_s=arrays["mu_s"], sigma_s=arrays["sigma_s"], features=arrays["features"], source=meta["source"],
-        source_sha256=meta["source_sha256"], origin=meta["origin"],
-        extra={k: v for k, v in meta.items() if k not in core},
-    )
-    validate(stats, str(path))
-    return stats
+    return meta
 
 
 def resolve(name_or_path: str) -> tuple[ReferenceStats, Path]:
@@ -188,9 +196,10 @@ def resolve(name_or_path: str) -> tuple[ReferenceStats, Path]:
 def require_compatible(ref: ReferenceStats, extractor_id: str, resolution: list[int]) -> None:
     """Refuse a comparison across extractor ids or image resolutions."""
     if ref.extractor_id != extractor_id:
+        flag = "--dinov2-weights/--dinov2-resize" if ref.feature == DINOV2 else "--inception-weights"
         raise VarbenchError(
             f"reference {ref.name!r} was built with feature extractor {ref.extractor_id!r} but the samples are scored "
-            f"with {extractor_id!r}; use the same --inception-weights or rebuild the reference"
+            f"with {extractor_id!r}; use the same {flag} or rebuild the reference"
         )
     if list(resolution) != ref.resolution:
         raise VarbenchError(
@@ -200,25 +209,32 @@ def require_compatible(ref: ReferenceStats, extractor_id: str, resolution: list[
 
 
 def validate(stats: ReferenceStats, where: str) -> None:
-    shapes = {"mu": (2048,), "sigma": (2048, 2048), "mu_s": (2023,), "sigma_s": (2023, 2023)}
+    if stats.feature not in FEATURES:
+        raise VarbenchError(f"{where}: unknown reference feature {stats.feature!r}; expected one of {FEATURES}")
+    d = 2048 if stats.feature == POOL3 else int(np.shape(stats.mu)[0])  # DINOv2: the ViT's width
+    shapes = {"mu": (d,), "sigma": (d, d)}
+    if stats.feature == POOL3:
+        shapes.update(mu_s=(2023,), sigma_s=(2023, 2023))
+    elif stats.mu_s is not None or stats.sigma_s is not None:
+        raise VarbenchError(f"{where}: a {stats.feature} reference has no sFID statistics")
     for key, shape in shapes.items():
         arr = getattr(stats, key)
-        if arr.shape != shape:
-            raise VarbenchError(f"{where}: {key} has shape {arr.shape}, expected {shape}")
+        if arr is None or arr.shape != shape:
+            raise VarbenchError(f"{where}: {key} has shape {getattr(arr, 'shape', None)}, expected {shape}")
         if not np.all(np.isfinite(arr)):
             raise VarbenchError(f"{where}: {key} contains NaN/inf")
-    if stats.features.ndim != 2 or stats.features.shape[1] != 2048:
-        raise VarbenchError(f"{where}: features have shape {stats.features.shape}, expected (M, 2048)")
+    if stats.features.ndim != 2 or stats.features.shape[1] != d:
+        raise VarbenchError(f"{where}: features have shape {stats.features.shape}, expected (M, {d})")
     if not np.all(np.isfinite(stats.features)):
         raise VarbenchError(f"{where}: features contain NaN/inf")
     if stats.origin not in ORIGINS:
         raise VarbenchError(f"{where}: unknown origin {stats.origin!r}")
 
 
-def _feature_pass(batches, keep: np.ndarray, with_moments: bool):
-    """pool3 of the ``keep`` rows, and the running moments of pool3 and the sFID features of every row."""
-    features = np.empty((len(keep), 2048), dtype=np.float32)
-    moments = {POOL3: fid_metric.RunningMoments(2048), SPATIAL: fid_metric.RunningMoments(2023)}
+def _feature_pass(batches, keep: np.ndarray, with_moments: bool, dims: dict, feature: str):
+    """``feature`` of the ``keep`` rows, and the running moments of it (and of the sFID features) of every row."""
+    features = np.empty((len(keep), dims[feature]), dtype=np.float32)
+    moments = {key: fid_metric.RunningMoments(dims[key]) for key in (feature, SPATIAL) if key in dims}
     for start, batch, feats in batches:
         if with_moments:
             for key, acc in moments.items():
@@ -226,45 +242,53 @@ def _feature_pass(batches, keep: np.ndarray, with_moments: bool):
         rows = np.arange(start, start + len(batch))
         pos = np.searchsorted(keep, rows)
         hit = (pos < len(keep)) & (keep[np.minimum(pos, len(keep) - 1)] == rows)
-        features[pos[hit]] = feats[POOL3][hit]
+        features[pos[hit]] = feats[feature][hit]
     return features, moments
 
 
 def build(name: str, source, *, weights=None, device: str = "cpu", dtype: str = "fp32", batch_size: int = 32,
-          recompute: bool = False, pr_images: int = 10_000, seed: int = 0,
+          recompute: bool = False, pr_images: int = 10_000, seed: int = 0, extractor: str = "inception",
+          dinov2_heads: int | None = None, dinov2_resize: str = "torch",
           progress: Progress = no_progress) -> ReferenceStats:
     """Reference statistics from an ADM reference npz (its stored mu/sigma/mu_s/sigma_s + pool3 of its images) or
-    from real images (npz or folder: everything computed; pool3 of at most ``pr_images`` images kept, a seeded
-    random subset when there are more)."""
+    from real images (npz or folder: everything computed; features of at most ``pr_images`` images kept, a seeded
+    random subset when there are more).  ``extractor="dinov2"`` computes DINOv2 statistics from the images (an ADM
+    npz's stored statistics are Inception's and are not used)."""
     from varbench import __version__
     from varbench.evaluate.cache import iter_features, load_extractor
     from varbench.features.inception import precision_settings, precise_float32
     from varbench.results.schema import now_utc
 
     check_name(name)
-    source = Path(source).expanduser()
-    samples = sample_sets.open_samples(source)
-    stored = source.is_file() and all(k in sample_sets.npz_keys(source) for k in ADM_KEYS) and not recompute
-    extractor = load_extractor(weights, device, dtype)
-    if stored and not extractor.official:
-        raise VarbenchError(
-            f"{source.name} stores ADM statistics made with the official TF Inception, but the given weights are "
-            f"not the official file ({extractor.id}); pass --recompute to compute every statistic from its images "
-            "with these weights"
-        )
     if pr_images < 1:
         raise VarbenchError(f"--pr-images must be at least 1, got {pr_images}")
+    source = Path(source).expanduser()
+    samples = sample_sets.open_samples(source)
+    adm_npz = source.is_file() and all(k in sample_sets.npz_keys(source) for k in ADM_KEYS)
+    stored = adm_npz and not recompute and extractor == "inception"
+    ex = load_extractor(weights, device, dtype, kind=extractor, heads=dinov2_heads, resize=dinov2_resize)
+    if stored and not ex.official:
+        raise VarbenchError(
+            f"{source.name} stores ADM statistics made with the official TF Inception, but the given weights are "
+            f"not the official file ({ex.id}); pass --recompute to compute every statistic from its images "
+            "with these weights"
+        )
+    feature = DINOV2 if extractor == "dinov2" else POOL3
     keep = np.arange(samples.n)
     if samples.n > pr_images:
         keep = np.sort(np.random.RandomState(seed).choice(samples.n, pr_images, replace=False))
     t0 = time.perf_counter()
-    features, moments = _feature_pass(iter_features(samples, extractor, batch_size, progress, f"reference {name}"),
-                                      keep, with_moments=not stored)
+    features, moments = _feature_pass(iter_features(samples, ex, batch_size, progress, f"reference {name}"),
+                                      keep, not stored, ex.dims, feature)
     with precise_float32():
         precision = precision_settings()
-    extra = {"varbench_version": __version__, "created": now_utc(), "extractor": extractor.describe(),
+    warnings = list(samples.warnings)
+    if adm_npz and extractor == "dinov2":
+        warnings.append(f"{source.name} stores ADM's Inception statistics; the DINOv2 statistics are computed from "
+                        "its images")
+    extra = {"varbench_version": __version__, "created": now_utc(), "extractor": ex.describe(),
              "float32_precision": precision, "seconds": time.perf_counter() - t0, "pr_seed": seed,
-             "warnings": list(samples.warnings)}
+             "warnings": warnings}
     if stored:
         with np.load(source, allow_pickle=False) as z:
             mu, sigma, mu_s, sigma_s = (np.asarray(z[k], dtype=np.float64) for k in ADM_KEYS)
@@ -273,14 +297,14 @@ def build(name: str, source, *, weights=None, device: str = "cpu", dtype: str = 
     else:
         if samples.n < 2:
             raise VarbenchError(f"a reference needs at least 2 images, got {samples.n}")
-        mu, sigma = moments[POOL3].mean, moments[POOL3].cov
-        mu_s, sigma_s = moments[SPATIAL].mean, moments[SPATIAL].cov
+        mu, sigma = moments[feature].mean, moments[feature].cov
+        mu_s, sigma_s = (moments[SPATIAL].mean, moments[SPATIAL].cov) if SPATIAL in moments else (None, None)
         n, origin = samples.n, "computed"
         source_sha = files.sha256_file(source) if source.is_file() else samples.content_key
     ref = ReferenceStats(
-        name=name, extractor_id=extractor.id, height=samples.height, width=samples.width, n=n, mu=mu, sigma=sigma,
+        name=name, extractor_id=ex.id, height=samples.height, width=samples.width, n=n, mu=mu, sigma=sigma,
         mu_s=mu_s, sigma_s=sigma_s, features=features, source=str(source), source_sha256=source_sha, origin=origin,
-        extra=extra,
+        extra=extra, feature=feature,
     )
     validate(ref, str(source))
     return ref

@@ -153,6 +153,12 @@ class DINOv2Extractor:
         return f"dinov2-{arch_name(self.cfg)}-{self.resize}-{self.weights_sha256[:12]}"
 
     @property
+    def official(self) -> bool | None:
+        """False when the weights cannot be the released ViT-L/14 (another shape); None when they have its shape
+        (the release publishes no sha256, so the file itself cannot be verified)."""
+        return None if arch_name(self.cfg) == "vitl14" else False
+
+    @property
     def id(self) -> str:
         return make_id(self.name, self.version)
 
@@ -163,6 +169,7 @@ class DINOv2Extractor:
             "weights_path": self.weights_path,
             "weights_sha256": self.weights_sha256,
             "official_url": OFFICIAL_URL,
+            "official_weights": self.official,
             "architecture": {"width": cfg.width, "depth": cfg.depth, "heads": cfg.heads, "patch_size": cfg.patch_size,
                              "mlp_hidden": cfg.mlp_hidden, "pos_grid": cfg.pos_grid},
             "dtype": self.dtype,

@@ -49,6 +49,7 @@ def validate(obj: Any, where: str, kind: str | None = None) -> Result:
     lacking = [k for k in Protocol.__annotations__ if k not in obj["protocol"]]
     if lacking:
         raise VarbenchError(f"{where}: protocol lacks {', '.join(lacking)}")
-    if obj["kind"] == "fid":  # fid results written before bootstrap intervals existed have none
+    if obj["kind"] == "fid":  # fid results written before intervals and DINOv2 metrics existed have neither
         obj["results"].setdefault("intervals", None)
+        obj["results"].setdefault("dinov2", None)
     return obj  # type: ignore[return-value]

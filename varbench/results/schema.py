@@ -113,7 +113,7 @@ class ReferenceInfo(TypedDict):
 
 class ExtractorInfo(TypedDict):
     id: str  # "name@version": statistics of other ids are never compared
-    official_weights: bool
+    official_weights: bool | None  # None: the release publishes no checksum (DINOv2), so it cannot be verified
     weights_sha256: str
     dtype: str
     device: str
@@ -168,6 +168,9 @@ class FidResults(TypedDict):
     # --bootstrap N: {replicates, seed, level, metrics: {key: {value, low, high, std, bias, method, replicates,
     # resamples}}}; None without it
     intervals: dict | None
+    # fd_dinov2 / dc_dinov2: {reference: ReferenceInfo, extractor: ExtractorInfo, features: {cached, ...}} of the
+    # DINOv2 side (the protocol section holds the Inception ones); None when no DINOv2 metric ran
+    dinov2: dict | None
     seconds: float
 
 

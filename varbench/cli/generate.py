@@ -100,7 +100,7 @@ def _settings(info, o: dict) -> dict:
         raise VarbenchError(f"unknown --dtype {o['dtype']!r}; use one of {', '.join(DTYPES)}")
     if o["threads"] is not None and o["threads"] < 1:
         raise VarbenchError(f"--threads must be at least 1, got {o['threads']}")
-    spec, paths, build_options = _model(o)
+    spec, paths, build_options = model_spec(o)
     settings = sampling_rules.resolve(spec, {k: o[k] for k in sampling_rules.OPTIONS})
     if settings is not None and spec.config is not None:  # no-op filters written as off, as the generator applies them
         settings = sampling_rules.effective(settings, spec.config.vocab_size)
@@ -123,7 +123,7 @@ def _settings(info, o: dict) -> dict:
             "overwrite": o["overwrite"]}
 
 
-def _model(o: dict):
+def model_spec(o: dict):
     """The GeneratorSpec, explicit weight paths by role, and extra build options."""
     from varbench.generators import zoo
 
@@ -191,7 +191,7 @@ def _job(s: dict, paths: dict):
                        overwrite=s["overwrite"], weights=paths, threads=s["threads"])
 
 
-def _resolve_weights(spec, explicit: dict) -> dict:
+def resolve_weights(spec, explicit: dict) -> dict:
     from varbench.generators import weights
 
     if spec.random_init:
@@ -221,7 +221,7 @@ def _run(info, s: dict) -> None:
         def checks() -> dict:
             if info.is_main:
                 runner.preflight(_job(s, {}))
-            return _resolve_weights(s["spec"], s["paths"])
+            return resolve_weights(s["spec"], s["paths"])
 
         paths = dist.main_first(info, checks)
         gen = build(s["spec"], paths, device=s["device"], dtype=s["dtype"], sampling=s["sampling"],
@@ -277,7 +277,7 @@ def _launch(s: dict, nproc: int) -> None:
     new_root = rundir.created_root(s["out"])
     try:
         preflight(_job(s, {}))
-        _resolve_weights(s["spec"], s["paths"])  # download once, before the workers start
+        resolve_weights(s["spec"], s["paths"])  # download once, before the workers start
         launch.relaunch(invocation_args(), nproc)
     except launch.WorkerFailed:
         raise typer.Exit(2) from None

@@ -34,7 +34,6 @@ def report(
     from varbench import files
     from varbench import report as rp
     from varbench.cli import render
-    from varbench.report import plots
     from varbench.report import render as renderers
     from varbench.results import frame
     from varbench.results import published as pub
@@ -53,7 +52,7 @@ def report(
         files.check_output(target, "--out", overwrite)
     inputs = frame.load_inputs(results) if results else []
     rep = rp.build(inputs, published_tables=tables, title=title)
-    figs, captions, notes = (plots.for_report(inputs, max_classes=max_classes, per_class=per_class)
+    figs, captions, notes = (rp.figures(inputs, max_classes=max_classes, per_class=per_class)
                              if (out is not None or fmt == "html") and inputs else ({}, {}, []))
     rep = rp.Report(rep.title, rep.inputs, rep.tables, rep.warnings + tuple(notes), figs, captions)
     if target is None:

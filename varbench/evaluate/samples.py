@@ -110,13 +110,18 @@ def open_samples(path: str | os.PathLike) -> SampleSet:
 
 
 def _attach_source(samples: SampleSet, run_dir: Path) -> None:
-    """The generate result beside the samples, when there is one and it describes these very images."""
+    """The generate result beside the samples, when there is one and it describes these very images.  Another
+    kind of result there (an edit run) only passes on its random-weights flag: its images are not a generate set."""
     result_file = run_dir / GENERATE_RESULT
     if not result_file.is_file():
         return
     from varbench.results.read import load
 
-    protocol = load(result_file, "generate")["protocol"]
+    result = load(result_file)
+    if result["kind"] != "generate":
+        samples.random_weights = bool(result["random_weights"])
+        return
+    protocol = result["protocol"]
     made = (protocol.get("samples") or {})
     if samples.kind == "folder" and made.get("count") != samples.n:
         return  # a png/ folder that holds other files than the run wrote: do not borrow its protocol

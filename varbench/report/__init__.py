@@ -27,8 +27,13 @@ class Report:
 
 def build(inputs: Sequence[tuple], *, published_tables: Iterable[str] = (), title: str = "varbench report") -> Report:
     """Every table of ``inputs`` (``(run name, result, path)``, see ``varbench.results.frame.load_inputs``)."""
+    from varbench.report import edit, scaling
+
     runs = list(inputs)
-    tables = all_tables(runs, published_tables)
+    tables = all_tables(runs, published_tables) + scaling.scaling_tables(runs)
+    zero_shot = edit.zero_shot_table(runs)
+    if zero_shot is not None:
+        tables.append(zero_shot)
     warnings = []
     random = [name for name, result, _ in runs if result["random_weights"]]
     if random:
@@ -42,6 +47,19 @@ def build(inputs: Sequence[tuple], *, published_tables: Iterable[str] = (), titl
     inputs_info = tuple({"run": name, "kind": r["kind"], "model": (r["protocol"]["model"] or {}).get("name"),
                          "created": r["created"], "random_weights": r["random_weights"]} for name, r, _ in runs)
     return Report(title=title, inputs=inputs_info, tables=tuple(tables), warnings=tuple(warnings))
+
+
+def figures(inputs: Sequence[tuple], *, max_classes: int = 8,
+            per_class: int = 8) -> tuple[dict[str, bytes], dict[str, str], list[str]]:
+    """Every figure of a report: (name -> PNG, name -> caption, notes) from ``plots`` and the scaling fits."""
+    from varbench.report import plots, scaling
+
+    figs, captions, notes = plots.for_report(inputs, max_classes=max_classes, per_class=per_class)
+    png = scaling.loglog(list(inputs))
+    if png:
+        figs["scaling_loglog"] = png
+        captions["scaling_loglog"] = "test loss and token error vs parameters: ours (solid) and the paper's laws (dashed)"
+    return figs, captions, notes
 
 
 def stale_scores(runs: Sequence[tuple]) -> list[str]:

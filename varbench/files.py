@@ -114,6 +114,11 @@ def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
     write_bytes(path, buf.getvalue())
 
 
+def as_json(obj: Any) -> Any:
+    """``obj`` as it reads back from a JSON file (tuples as lists, paths as strings): for comparing with one."""
+    return json.loads(json.dumps(obj, default=json_default))
+
+
 def json_default(obj: Any) -> Any:
     import numpy as np
 

@@ -77,3 +77,14 @@ def int_list(text: str | None, what: str) -> list[int] | None:
 def str_list(text: str | None, what: str) -> list[str] | None:
     """Parse "a,b" into strings; None when not given; an empty value or item is an error."""
     return _items(text, what)
+
+
+def float_list(text: str | None, what: str) -> list[float] | None:
+    """Parse "1,1.5,2" into floats; None when not given; an empty value or item is an error."""
+    items = _items(text, what)
+    if items is None:
+        return None
+    try:
+        return [float(t) for t in items]
+    except ValueError:
+        raise VarbenchError(f"{what} must be comma-separated numbers, got {text!r}") from None

@@ -16,7 +16,7 @@ from varbench.errors import VarbenchError
 from varbench.evaluate import samples as sample_sets
 
 
-def _figure(width: float = 6.4, height: float = 4.4):
+def new_figure(width: float = 6.4, height: float = 4.4):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -25,7 +25,7 @@ def _figure(width: float = 6.4, height: float = 4.4):
     return fig
 
 
-def _png(fig) -> bytes:
+def to_png(fig) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
@@ -35,7 +35,7 @@ def _png(fig) -> bytes:
 def fid_vs_cfg(points: Sequence[dict], published: Sequence[dict] = ()) -> bytes | None:
     """The PNG of ``fid_vs_cfg_figure`` (None when there is nothing to plot)."""
     fig = fid_vs_cfg_figure(points, published)
-    return None if fig is None else _png(fig)
+    return None if fig is None else to_png(fig)
 
 
 def fid_vs_cfg_figure(points: Sequence[dict], published: Sequence[dict] = ()):
@@ -51,7 +51,7 @@ def fid_vs_cfg_figure(points: Sequence[dict], published: Sequence[dict] = ()):
     by_model = {m: sorted(ps, key=lambda p: p["cfg"]) for m, ps in by_model.items() if len({p["cfg"] for p in ps}) > 1}
     if not by_model:
         return None
-    fig = _figure(10, 4.2)
+    fig = new_figure(10, 4.2)
     ax_fid, ax_is = fig.subplots(1, 2)
     colors = {}
     for i, (model, ps) in enumerate(sorted(by_model.items())):
@@ -96,7 +96,7 @@ def speed_loglog(rows: Sequence[dict], fits: Sequence[dict] = (), flop_sweep: Se
             series.setdefault((r.get("model"), r.get("mode"), r.get("batch_size") or 1), []).append((grid, float(lat)))
     if not flop_sweep and not any(len({n for n, _ in pts}) > 1 for pts in series.values()):
         return None
-    fig = _figure(12, 4.8) if flop_sweep else _figure(6.8, 4.6)
+    fig = new_figure(12, 4.8) if flop_sweep else new_figure(6.8, 4.6)
     ax_t, ax_f = fig.subplots(1, 2) if flop_sweep else (fig.subplots(), None)
     modes = sorted({str(s["mode"]) for s in flop_sweep} | {str(key[1]) for key in series})
     color = {m: f"C{i % 10}" for i, m in enumerate(modes)}
@@ -110,7 +110,7 @@ def speed_loglog(rows: Sequence[dict], fits: Sequence[dict] = (), flop_sweep: Se
     for ax, loc in zip(axes, ("upper left", "lower right")):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc=loc)
-    return _png(fig)
+    return to_png(fig)
 
 
 def _loglog(ax) -> None:

@@ -108,11 +108,11 @@ def scaling_tables(runs: Sequence[tuple]) -> list[Table]:
 
 def loglog(runs: Sequence[tuple]) -> bytes | None:
     """PNG of ``loglog_figure`` for the first fits in ``runs`` (None without two or more models)."""
-    from varbench.report.plots import _png
+    from varbench.report.plots import to_png
 
     sections = fits_sections(runs)
     fig = loglog_figure(sections[0][1]) if sections else None
-    return None if fig is None else _png(fig)
+    return None if fig is None else to_png(fig)
 
 
 def loglog_figure(section: dict):
@@ -121,12 +121,12 @@ def loglog_figure(section: dict):
     are fewer than 2 points."""
     import numpy as np
 
-    from varbench.report.plots import _figure
+    from varbench.report.plots import new_figure
 
     points = section["points"]
     if len(points) < 2:
         return None
-    fig = _figure(10, 7.2)
+    fig = new_figure(10, 7.2)
     axes = fig.subplots(2, 2).ravel()
     n = np.array([p["params_billions"] for p in points])
     ours, theirs = np.geomspace(n.min() / 1.3, n.max() * 1.3, 32), np.geomspace(*PAPER_SIZES, 32)

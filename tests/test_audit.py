@@ -406,3 +406,22 @@ def test_a_real_var_test_run_passes_its_run_checks(tmp_path):
 def test_bad_batch_size_is_a_one_line_error(tmp_path):
     with pytest.raises(VarbenchError, match="--batch-size"):
         run_audit(save(tmp_path / "ok.npz", *good_set()), batch_size=0)
+
+
+def test_fid_runs_the_audit_first_and_records_it(real_runs, tmp_path):
+    """`varbench fid` audits before scoring: a set that breaks the ADM protocol is scored with the audit's lines as
+    warnings, and the audit is in the result; --audit off skips it."""
+    from pipeline import FID, cli as run_cli
+
+    out = tmp_path / "fid.json"
+    run_cli("fid", real_runs.generate[1.0], "--ref", "ci_noise16", "--inception-weights", real_runs.weights, *FID,
+            "--json", out)
+    result = json.loads(out.read_text())
+    audited = result["results"]["audit"]
+    assert audited["verdict"] == "fail" and "count" in audited["failed"]  # 8 samples, not 50,000
+    assert audited["checks"]["run_chunks"]["status"] == "pass"  # a real generate directory, intact
+    assert any(w.startswith("audit count (fail)") for w in result["warnings"])
+    run_cli("fid", real_runs.generate[1.0], "--ref", "ci_noise16", "--inception-weights", real_runs.weights, *FID,
+            "--audit", "off", "--json", tmp_path / "off.json")
+    off = json.loads((tmp_path / "off.json").read_text())
+    assert off["results"]["audit"] is None and off["results"]["metrics"] == result["results"]["metrics"]

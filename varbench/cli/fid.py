@@ -38,6 +38,7 @@ def fid(
     kid_subsets: int = typer.Option(100, "--kid-subsets", help="KID subsets."),
     kid_subset_size: int = typer.Option(1000, "--kid-subset-size", help="Rows per KID subset."),
     kid_seed: int = typer.Option(2020, "--kid-seed", help="Seed of the KID subsets (torch-fidelity's default)."),
+    audit: str = typer.Option("adm", "--audit", help="Audit the set first: adm (the ADM protocol) | none (its checks, lenient) | off; failures become warnings."),
     no_feature_cache: bool = typer.Option(False, "--no-feature-cache", help="Recompute sample features."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results JSON here (a new file)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
@@ -58,7 +59,7 @@ def fid(
         is_splits=is_splits,
         dinov2_ref=dinov2_ref, dinov2_heads=dinov2_heads, dinov2_resize=dinov2_resize,
         pr_distance=pr_distance, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, kid_seed=kid_seed,
-        feature_cache=not no_feature_cache,
+        feature_cache=not no_feature_cache, audit=audit,
     )
     with render.progress() as progress:
         result = evaluate(samples, ref if config.needs_inception else None, config, weights=inception_weights,
@@ -106,6 +107,8 @@ def show(result: dict) -> None:
                         f"extractor {ref['extractor_id']})")
     if res["features"]:
         caption += f"; features {'from cache' if res['features']['cached'] else 'computed'}"
+    if res["audit"] is not None:
+        caption += f"; audit: {res['audit']['verdict']}"
     if "is" in res["details"]:
         caption += f"; IS over a seeded shuffle: {res['details']['is']['shuffled_mean']:.4f}"
     render.table("varbench fid", columns, rows, caption=caption)

@@ -15,6 +15,7 @@ from varbench.metrics import density_coverage, fid as fid_metric, inception_scor
 
 BACKEND_CHOICES = BACKENDS + ("all",)
 FID_DIMS = {"fid": 2048, "sfid": 2023}
+AUDIT_CHOICES = ("adm", "none", "off")  # varbench.evaluate.audit protocols, or no audit
 DINOV2_RESIZE = ("torch", "pil")  # EDM2's resize modes: torch bicubic + antialias (default), PIL bicubic (dgm-eval)
 
 
@@ -42,6 +43,7 @@ class EvalConfig:
     bootstrap: int = 0  # replicates of the bootstrap intervals (0: none)
     bootstrap_seed: int = 0
     feature_cache: bool = True  # reuse sample features computed before (keyed by content, extractor, dtype)
+    audit: str = "adm"  # the sample-set audit before scoring: adm | none (its checks, lenient) | off
 
     def __post_init__(self):
         object.__setattr__(self, "metrics", tuple(self.metrics))
@@ -65,6 +67,7 @@ class EvalConfig:
             (self.kid_subsets >= 1, "--kid-subsets must be at least 1"),
             (self.kid_subset_size >= 2, "--kid-subset-size must be at least 2"),
             (self.dinov2_resize in DINOV2_RESIZE, f"--dinov2-resize must be one of {', '.join(DINOV2_RESIZE)}"),
+            (self.audit in AUDIT_CHOICES, f"--audit must be one of {', '.join(AUDIT_CHOICES)}"),
             (self.bootstrap == 0 or self.bootstrap >= 2, "--bootstrap needs at least 2 replicates (0: off)"),
             (not self.needs_dinov2 or self.dinov2_ref is not None,
              "fd_dinov2/dc_dinov2 need a DINOv2 reference: build one with `varbench ref build NAME --from DIR "

@@ -38,16 +38,13 @@ def evaluate(samples_path, ref: str | None, config: EvalConfig, *, weights=None,
     if samples.random_weights:
         warnings.append("the samples come from a random-weight model (its generate result says so)")
     t0 = time.perf_counter()
-    extractors, sets, feats = {}, {}, {}
-    for kind, (reference, _) in refs.items():  # extractors load only after every cheap check passed
-        ex = load_extractor(dinov2_weights if kind == "dinov2" else weights, config.device, config.dtype, kind=kind,
-                            heads=config.dinov2_heads, resize=config.dinov2_resize)
-        references.require_compatible(reference, ex.id, samples.resolution)
-        warnings += _weights_warnings(kind, ex)
-        extractors[kind] = ex
+    extractors = _extractors(refs, config, samples, weights, dinov2_weights, warnings)
+    audited = _audit(samples, refs, config, warnings, progress)
+    sets, feats = {}, {}
+    for kind, (reference, _) in refs.items():
         if kind == "dinov2" or "adm" in config.backends:
-            feats[kind] = sample_features(samples, ex, batch_size=config.batch_size, dtype=config.dtype,
-                                          use_cache=config.feature_cache, progress=progress)
+            feats[kind] = sample_features(samples, extractors[kind], batch_size=config.batch_size,
+                                          dtype=config.dtype, use_cache=config.feature_cache, progress=progress)
             sets[kind] = FeatureSet(feats[kind].arrays, reference)
     values, details, intervals = _score(samples, refs, extractors, sets, config, warnings, progress)
     primary = "adm" if "adm" in values else config.backends[0]
@@ -56,7 +53,7 @@ def evaluate(samples_path, ref: str | None, config: EvalConfig, *, weights=None,
     inc = feats.get("inception")
     results = schema.FidResults(
         metrics=values[primary], backend=primary, backends=values, differences=differences, details=details,
-        features=None if inc is None else _feature_info(inc, samples.n), intervals=intervals,
+        features=None if inc is None else _feature_info(inc, samples.n), intervals=intervals, audit=audited,
         dinov2=None if "dinov2" not in refs else {
             "reference": refs["dinov2"][0].info(refs["dinov2"][1]), "extractor": _extractor_info(extractors["dinov2"]),
             "features": _feature_info(feats["dinov2"], samples.n)},
@@ -70,6 +67,30 @@ def evaluate(samples_path, ref: str | None, config: EvalConfig, *, weights=None,
     random = samples.random_weights or any(ex.official is False for ex in extractors.values())
     return schema.make("fid", run_config, results, protocol, device=config.device, random_weights=random,
                        warnings=warnings)
+
+
+def _extractors(refs: dict, config: EvalConfig, samples, weights, dinov2_weights, warnings: list) -> dict:
+    """kind -> extractor of every reference, loaded only after every cheap check passed, id-checked against it."""
+    extractors = {}
+    for kind, (reference, _) in refs.items():
+        ex = load_extractor(dinov2_weights if kind == "dinov2" else weights, config.device, config.dtype, kind=kind,
+                            heads=config.dinov2_heads, resize=config.dinov2_resize)
+        references.require_compatible(reference, ex.id, samples.resolution)
+        warnings += _weights_warnings(kind, ex)
+        extractors[kind] = ex
+    return extractors
+
+
+def _audit(samples, refs: dict, config: EvalConfig, warnings: list, progress) -> dict | None:
+    """The audit's results section; a set that breaks the protocol is still scored, its lines become warnings."""
+    if config.audit == "off":
+        return None
+    from varbench.evaluate.audit import audit
+
+    side = next(iter(refs.values()))[0].height if refs else None
+    report = audit(samples, config.audit, resolution=side, progress=progress)
+    warnings += report.warnings
+    return report.to_result()["results"]
 
 
 def _references(ref: str | None, config: EvalConfig, samples) -> dict:

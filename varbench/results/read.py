@@ -52,4 +52,5 @@ def validate(obj: Any, where: str, kind: str | None = None) -> Result:
     if obj["kind"] == "fid":  # fid results written before intervals and DINOv2 metrics existed have neither
         obj["results"].setdefault("intervals", None)
         obj["results"].setdefault("dinov2", None)
+        obj["results"].setdefault("audit", None)
     return obj  # type: ignore[return-value]

@@ -171,6 +171,9 @@ class FidResults(TypedDict):
     # fd_dinov2 / dc_dinov2: {reference: ReferenceInfo, extractor: ExtractorInfo, features: {cached, ...}} of the
     # DINOv2 side (the protocol section holds the Inception ones); None when no DINOv2 metric ran
     dinov2: dict | None
+    # the sample-set audit run before scoring (varbench.results.audit's results section: verdict, checks, ...);
+    # None with --audit off
+    audit: dict | None
     seconds: float
 
 

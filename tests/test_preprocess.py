@@ -52,3 +52,34 @@ def test_unreadable_image_is_one_clear_error(tmp_path):
     bad.write_bytes(b"not an image")
     with pytest.raises(VarbenchError, match="cannot read .*x.png as an image"):
         preprocess.open_rgb(bad)
+
+
+def test_adm_center_crop_geometry():
+    """guided-diffusion's center_crop_arr (checked identical to the official function side by side on 14 sizes):
+    BOX halving while the short side >= 2 * size, BICUBIC to a short side of size (sides rounded), floor offsets."""
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (600, 1100, 3), dtype=np.uint8))
+    crop = preprocess.adm_center_crop(img, 256)
+    half = img.resize((550, 300), Image.BOX)  # 600 >= 512: halved once
+    scaled = np.asarray(half.resize((round(550 * 256 / 300), 256), Image.BICUBIC))  # 469 x 256
+    assert crop.shape == (256, 256, 3) and np.array_equal(crop, scaled[:, (469 - 256) // 2:][:, :256])
+
+
+def test_ref_build_center_crop_reads_a_class_tree_of_any_size(tmp_path, real_runs):
+    from pipeline import cli
+
+    from varbench.evaluate import reference as references
+    from varbench.evaluate.samples import open_samples
+
+    sizes = [(300, 400), (500, 375), (256, 256), (700, 520)]
+    for i, (h, w) in enumerate(sizes):
+        folder = tmp_path / "train" / f"n0000000{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.open(io.BytesIO(_png(h, w, "RGB" if i != 1 else "L", seed=i))).save(folder / f"img{i}.png")
+    samples = open_samples(tmp_path / "train", center_crop=64)
+    assert (samples.n, samples.height, samples.width) == (4, 64, 64)
+    first = sorted((tmp_path / "train").rglob("*.png"))[0]
+    assert np.array_equal(samples.image(0), preprocess.adm_center_crop(Image.open(first).convert("RGB"), 64))
+    cli("ref", "build", "tree64", "--from", tmp_path / "train", "--center-crop", 64, "--inception-weights",
+        real_runs.weights, "--device", "cpu", "--force")
+    ref = references.resolve("tree64")[0]
+    assert ref.n == 4 and ref.resolution == [64, 64] and "center_crop_arr" in ref.extra["center_crop"]

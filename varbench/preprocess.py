@@ -72,3 +72,18 @@ def to_model_input(images_u8: np.ndarray):
         raise ValueError(f"expected uint8 (N, H, W, 3) images, got {images_u8.dtype} {images_u8.shape}")
     x01 = torch.from_numpy(np.require(images_u8, requirements=("C", "W"))).permute(0, 3, 1, 2).float().div(255)
     return x01 + x01 - 1
+
+
+def adm_center_crop(img, size: int) -> np.ndarray:
+    """guided-diffusion's ``center_crop_arr`` (its ImageNet loader, and so its reference batches): halve with BOX
+    while the short side is at least 2 * size, resize with BICUBIC so the short side is ``size`` (each side rounded),
+    then crop the centre with offsets ``(h - size) // 2``.  A PIL RGB image -> uint8 (size, size, 3)."""
+    from PIL import Image
+
+    while min(img.size) >= 2 * size:
+        img = img.resize(tuple(x // 2 for x in img.size), resample=Image.BOX)
+    scale = size / min(img.size)
+    img = img.resize(tuple(round(x * scale) for x in img.size), resample=Image.BICUBIC)
+    arr = np.asarray(img, dtype=np.uint8)
+    top, left = (arr.shape[0] - size) // 2, (arr.shape[1] - size) // 2
+    return arr[top:top + size, left:left + size]

@@ -29,6 +29,7 @@ def build(
     batch_size: int = typer.Option(32, "--batch-size", help="Images per Inception batch."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     dtype: str = typer.Option("fp32", "--dtype", help="Inception arithmetic: fp32 or fp64."),
+    center_crop: Optional[int] = typer.Option(None, "--center-crop", help="A folder tree of real images of any size (e.g. ImageNet train) through ADM's centre crop to N px."),
     recompute: bool = typer.Option(False, "--recompute", help="Ignore mu/sigma stored in an ADM npz; compute all."),
     pr_images: int = typer.Option(10_000, "--pr-images", help="At most this many images keep pool3 features for "
                                   "P&R/KID (a seeded random subset when there are more)."),
@@ -42,6 +43,7 @@ def build(
 
     Example: varbench ref build imagenet256 --from VIRTUAL_imagenet256_labeled.npz
     Example: varbench ref build imagenet256_dinov2 --from VIRTUAL_imagenet256_labeled.npz --extractor dinov2
+    Example: varbench ref build train256_dinov2 --from ILSVRC2012/train --center-crop 256 --extractor dinov2
     """
     from varbench import dist
     from varbench.cli import render
@@ -57,6 +59,7 @@ def build(
     with render.progress() as progress:
         ref = references.build(name, source, weights=dinov2_weights if extractor == "dinov2" else inception_weights,
                           extractor=extractor, dinov2_heads=dinov2_heads, dinov2_resize=dinov2_resize,
+                          center_crop=center_crop,
                           device=dist.resolve_device(device, dist.DistInfo.from_env()), dtype=dtype,
                           batch_size=batch_size, recompute=recompute, pr_images=pr_images, progress=progress)
     for w in ref.extra.get("warnings", []):

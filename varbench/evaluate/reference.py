@@ -248,7 +248,7 @@ def _feature_pass(batches, keep: np.ndarray, with_moments: bool, dims: dict, fea
 
 def build(name: str, source, *, weights=None, device: str = "cpu", dtype: str = "fp32", batch_size: int = 32,
           recompute: bool = False, pr_images: int = 10_000, seed: int = 0, extractor: str = "inception",
-          dinov2_heads: int | None = None, dinov2_resize: str = "torch",
+          dinov2_heads: int | None = None, dinov2_resize: str = "torch", center_crop: int | None = None,
           progress: Progress = no_progress) -> ReferenceStats:
     """Reference statistics from an ADM reference npz (its stored mu/sigma/mu_s/sigma_s + pool3 of its images) or
     from real images (npz or folder: everything computed; features of at most ``pr_images`` images kept, a seeded
@@ -263,7 +263,7 @@ def build(name: str, source, *, weights=None, device: str = "cpu", dtype: str = 
     if pr_images < 1:
         raise VarbenchError(f"--pr-images must be at least 1, got {pr_images}")
     source = Path(source).expanduser()
-    samples = sample_sets.open_samples(source)
+    samples = sample_sets.open_samples(source, center_crop=center_crop)
     adm_npz = source.is_file() and all(k in sample_sets.npz_keys(source) for k in ADM_KEYS)
     stored = adm_npz and not recompute and extractor == "inception"
     ex = load_extractor(weights, device, dtype, kind=extractor, heads=dinov2_heads, resize=dinov2_resize)
@@ -288,7 +288,8 @@ def build(name: str, source, *, weights=None, device: str = "cpu", dtype: str = 
                         "its images")
     extra = {"varbench_version": __version__, "created": now_utc(), "extractor": ex.describe(),
              "float32_precision": precision, "seconds": time.perf_counter() - t0, "pr_seed": seed,
-             "warnings": warnings}
+             "warnings": warnings, "center_crop": None if center_crop is None else
+             f"guided-diffusion center_crop_arr to {center_crop} (BOX halving, BICUBIC, centre crop)"}
     if stored:
         with np.load(source, allow_pickle=False) as z:
             mu, sigma, mu_s, sigma_s = (np.asarray(z[k], dtype=np.float64) for k in ADM_KEYS)

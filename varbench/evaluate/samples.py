@@ -55,6 +55,7 @@ class SampleSet:
     warnings: list[str] = field(default_factory=list)
     array: np.ndarray | None = None  # (N, H, W, 3) uint8, memory-mapped where possible (npz sources)
     files: list[Path] | None = None  # folder sources
+    center_crop: int | None = None  # folder images of any size go through ADM's centre crop to this side
 
     @property
     def resolution(self) -> list[int]:
@@ -76,7 +77,7 @@ class SampleSet:
         """One uint8 (H, W, 3) image."""
         if self.array is not None:
             return np.asarray(self.array[index])
-        return _decode(self.files[index], self.height, self.width)
+        return _decode(self.files[index], self.height, self.width, self.center_crop)
 
     def info(self, sha256: str):
         """The schema's record of these samples; ``sha256`` of their uint8 array (``decoded_sha256``)."""
@@ -87,11 +88,16 @@ class SampleSet:
                            width=self.width, sha256=sha256, path=str(self.path), kind=self.kind, order=order)
 
 
-def open_samples(path: str | os.PathLike) -> SampleSet:
-    """Open SAMPLES: an ADM npz, a generate directory or an image folder."""
+def open_samples(path: str | os.PathLike, center_crop: int | None = None) -> SampleSet:
+    """Open SAMPLES: an ADM npz, a generate directory or an image folder.  ``center_crop``: a folder tree of real
+    images of any size (e.g. the ImageNet train set, class subfolders included) read through ADM's centre crop."""
     path = Path(path).expanduser()
     if not path.exists():
         raise VarbenchError(f"samples not found: {path} (give an .npz file, a generate directory or an image folder)")
+    if center_crop is not None:
+        if not path.is_dir():
+            raise VarbenchError(f"--center-crop applies to an image folder, and {path} is not one")
+        return _open_folder(path, center_crop)
     if path.is_file():
         if path.suffix.lower() != ".npz":
             raise VarbenchError(f"{path} is not an .npz file; give an ADM npz, a generate directory or an image folder")
@@ -255,8 +261,9 @@ def decoded_sha256(samples: SampleSet, batch_size: int = 256) -> str:
     return h.hexdigest()
 
 
-def _open_folder(path: Path) -> SampleSet:
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+def _open_folder(path: Path, center_crop: int | None = None) -> SampleSet:
+    listing = path.rglob("*") if center_crop else path.iterdir()
+    files = sorted(p for p in listing if p.is_file() and p.suffix.lower() in EXTENSIONS)
     if not files:
         raise VarbenchError(
             f"{path} holds no images ({', '.join(EXTENSIONS)}) and no {SAMPLES_FILE}; give an image folder, a "
@@ -268,7 +275,7 @@ def _open_folder(path: Path) -> SampleSet:
         scanned = list(pool.map(_scan, files))  # in file order; the first bad file (in order) raises
     for f, (digest, nbytes, mode, im_size) in zip(files, scanned):
         if mode != "RGB":
-            if mode not in CONVERTED_MODES:
+            if mode not in CONVERTED_MODES and not center_crop:  # real images: converted as ADM's loader does
                 raise VarbenchError(
                     f"image {f} has mode {mode}; varbench reads RGB and converts grayscale (L) and palette (P) "
                     "images, but refuses alpha channels and other modes: convert the images to RGB first"
@@ -276,12 +283,13 @@ def _open_folder(path: Path) -> SampleSet:
             converted += 1
         if size is None:
             size, first = im_size, f
-        elif im_size != size:
+        elif im_size != size and not center_crop:
             raise VarbenchError(
                 f"mixed image sizes: {f.name} is {im_size[0]}x{im_size[1]} but {first.name} is {size[0]}x{size[1]}; "
                 "all samples must have one size"
             )
-        h.update(f.name.encode() + b"\0" + nbytes.to_bytes(8, "little") + digest)
+        name = f.relative_to(path).as_posix() if center_crop else f.name
+        h.update(name.encode() + b"\0" + nbytes.to_bytes(8, "little") + digest)
     warnings = []
     if converted:
         warnings.append(f"{converted} of {len(files)} images are grayscale or palette images: converted to RGB")
@@ -291,6 +299,10 @@ def _open_folder(path: Path) -> SampleSet:
             f"{lossy} of {len(files)} images are JPEG (lossy): FID on JPEG samples is not comparable with PNG/npz "
             "results"
         )
+    if center_crop:
+        key = f"files-adm-crop{center_crop}-" + h.hexdigest()
+        return SampleSet(path=path, kind="folder", n=len(files), height=center_crop, width=center_crop,
+                         content_key=key, files=files, warnings=warnings, center_crop=center_crop)
     return SampleSet(path=path, kind="folder", n=len(files), height=size[1], width=size[0],
                      content_key="files-" + h.hexdigest(), files=files, warnings=warnings)
 
@@ -322,15 +334,17 @@ def _workers() -> int:
     return min(8, os.cpu_count() or 1)
 
 
-def _decode(path: Path, height: int, width: int) -> np.ndarray:
+def _decode(path: Path, height: int, width: int, center_crop: int | None = None) -> np.ndarray:
     from PIL import Image
+
+    from varbench.preprocess import adm_center_crop
 
     try:
         with Image.open(path) as im:
             im.load()
             if im.mode != "RGB":
                 im = im.convert("RGB")
-            arr = np.asarray(im, dtype=np.uint8)
+            arr = adm_center_crop(im, center_crop) if center_crop else np.asarray(im, dtype=np.uint8)
     except Exception as e:  # a file changed or is corrupt beyond what verify() sees
         raise VarbenchError(f"cannot decode image {path}: {type(e).__name__}: {e}") from None
     if arr.shape != (height, width, 3):

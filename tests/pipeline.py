@@ -61,3 +61,20 @@ def make(root: Path) -> Runs:
     cli("speed", "--models", "var_d16", "--width", "64", "--depth", "1", "--vae-ch", "32", "--resolutions", "32,48",
         "--batch-sizes", "1", "--repeats", "2", "--warmup", "1", "--threads", "1", "--json", speed)
     return Runs(root, weights, generate, fid, llamagen, llamagen / "fid.json", speed)
+
+
+def ok(result):
+    """A CliRunner result that succeeded (its output shown when not)."""
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def one_line_error(result, *needles) -> str:
+    """A CliRunner result that failed on bad input: exit 2, no traceback, exactly one error line holding ``needles``."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]

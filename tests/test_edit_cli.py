@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from test_edit import check_uint8, golden, png
 from var_helpers import models
+from pipeline import ok, one_line_error
 from varbench.cli.app import app
 
 BOX = ["--box", "0.25,0.25,0.75,0.75"]
@@ -22,19 +23,6 @@ def invoke(*args):
     return CliRunner().invoke(app, ["edit", *map(str, args)])
 
 
-def ok(result):
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from pipeline import ok, one_line_error
 from varbench.cli.app import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,19 +26,6 @@ def invoke(*args):
     return CliRunner().invoke(app, ["generate", *map(str, args)])
 
 
-def ok(result):
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 def files(out: Path) -> dict[str, bytes]:

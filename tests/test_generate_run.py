@@ -219,7 +219,7 @@ def test_disk_full_is_one_line_and_resumable(tmp_path, monkeypatch):
 
 def test_second_writer_is_locked_out(tmp_path):
     out = tmp_path / "run"
-    lock = rundir.Lock(out)
+    lock = rundir.lock(out)
     try:
         with pytest.raises(VarbenchError, match="another varbench generate is writing"):
             sampler.run(noise(), job_for(out))

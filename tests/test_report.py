@@ -22,7 +22,7 @@ from varbench.errors import VarbenchError
 from varbench.generators import zoo
 from varbench.report import plots, protocol, render, tables
 from varbench.results import frame, published
-from varbench.results import read, schema
+from varbench.results import read
 
 runner = CliRunner()
 

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from pipeline import ok, one_line_error
 from varbench.cli.app import app
 from varbench.dist import DistInfo
 from varbench.generate.plan import assign
@@ -31,18 +32,6 @@ def invoke(*args):
     return CliRunner().invoke(app, ["scaling", *map(str, args)])
 
 
-def ok(result):
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from varbench.generators import zoo
 from varbench.generate.plan import sample_seed
 from varbench.generators.protocol import build
 from varbench.models.sample import Steps, VarSampling, sample
-from varbench.models.var import VAR, VARConfig
+from varbench.models.var import VAR
 from varbench.models.vqvae import VQVAE, VQVAEConfig
 
 KEYS = json.loads((FIXTURES / "var_keys.json").read_text())

@@ -26,6 +26,31 @@ def offline() -> bool:
     return any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in _OFFLINE_VARIABLES)
 
 
+PROBE_SECONDS = 3.0  # how long a download waits to learn that its host cannot be reached
+
+
+def why_no_download(host: str) -> str | None:
+    """Why a download from ``host`` cannot happen now (the offline switch, no route to it), or None."""
+    import socket
+    import threading
+
+    if offline():
+        return "downloads are off (VARBENCH_OFFLINE/HF_HUB_OFFLINE)"
+    failure: list[str] = ["timed out"]
+
+    def probe() -> None:  # in a thread: a name lookup has no timeout of its own
+        try:
+            with socket.create_connection((host, 443), timeout=PROBE_SECONDS):
+                failure.clear()
+        except OSError as e:
+            failure[:] = [type(e).__name__]
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(PROBE_SECONDS + 1)
+    return f"{host} cannot be reached ({failure[0]})" if failure else None
+
+
 def git_sha() -> str | None:
     """The git commit of the varbench checkout, or None when installed without git."""
     root = Path(__file__).resolve().parent.parent

@@ -3,13 +3,14 @@
 Writes go to a temp file in the target directory, are fsynced, then renamed: a crash leaves either the old file or
 the new one, never a half-written file.  ``OSError`` (read-only directory, disk full) becomes a one-line
 ``VarbenchError`` and the temp file is removed.  ``check_output`` is how every command treats an output path that
-exists already: refused unless ``--overwrite``.
+exists already: refused unless ``--overwrite``.  ``DirLock`` keeps two processes out of one output directory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import functools
 import hashlib
 import io
@@ -141,3 +142,43 @@ def describe_os_error(path: Path, e: OSError) -> str:
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write {path}: {e.strerror}; choose a writable directory with --out"
     return f"cannot write {path}: {e.strerror or e}"
+
+
+def is_temp(name: str) -> bool:
+    """A temp file of an atomic write (``.name.XXXX.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def remove_temp_files(*folders: Path) -> None:
+    """Temp files a killed run left in ``folders`` (only while holding the lock: nobody else is writing)."""
+    for d in folders:
+        if d.is_dir():
+            for p in d.iterdir():
+                if is_temp(p.name) and p.is_file():
+                    with os_errors(p):
+                        p.unlink()
+
+
+class DirLock:
+    """An exclusive flock on ``DIR/.lock`` (released by the kernel if the process dies); ``command`` names the
+    varbench command in the refusal ("another varbench scaling is writing to ...")."""
+
+    NAME = ".lock"
+
+    def __init__(self, out: Path, command: str):
+        with os_errors(out):
+            out.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(out / self.NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(self.fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise VarbenchError(f"another varbench {command} is writing to {out}; wait for it or use another "
+                                    "--out") from None
+            raise VarbenchError(describe_os_error(out / self.NAME, e)) from None
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)

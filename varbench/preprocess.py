@@ -28,7 +28,7 @@ class Geometry:
     crop_top_left: tuple[int, int]
 
 
-def open_rgb(source: str | os.PathLike | bytes) -> "PIL.Image.Image":  # noqa: F821
+def open_rgb(source: str | os.PathLike | bytes):
     """``PIL.Image.open(...).convert("RGB")`` (the official ``pil_loader``) with one clear line for unreadable files."""
     from PIL import Image, UnidentifiedImageError
 

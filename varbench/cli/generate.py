@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from varbench.cli.options import guard, int_list
+from varbench.cli.options import guard, int_list, sharded
 from varbench.errors import VarbenchError
 
 SMALL_MODEL_PARAMS = 50_000_000  # below this, one CPU thread is faster than two waiting on each other per op
@@ -57,30 +57,7 @@ def generate(
 
     Example: varbench generate --model var_test --labels 1,207,980,999 --out runs/quickstart
     """
-    options = dict(locals())
-    from varbench.cli import render
-    from varbench.dist import DistInfo, PeerError
-
-    info = DistInfo.from_env()
-    if not info.is_main:
-        render.set_quiet(True)
-    try:
-        settings = _settings(info, options)
-    except VarbenchError:
-        if info.is_main:
-            raise
-        raise typer.Exit(2) from None  # the same input error is printed once, by rank 0
-    if nproc is not None:
-        _launch(settings, nproc)
-        return
-    try:
-        _run(info, settings)
-    except PeerError:
-        raise typer.Exit(2) from None  # rank 0 printed it
-    except VarbenchError as e:
-        if info.is_main:
-            raise
-        raise VarbenchError(f"rank {info.rank}: {e}") from None
+    sharded(dict(locals()), _settings, _launch, _run)
 
 
 def _settings(info, o: dict) -> dict:

@@ -88,3 +88,32 @@ def float_list(text: str | None, what: str) -> list[float] | None:
         return [float(t) for t in items]
     except ValueError:
         raise VarbenchError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+def sharded(options: dict, settings, launch, run) -> None:
+    """The torchrun-aware body of a sharded command (generate, scaling): ``settings(info, options)`` on every rank
+    (rank 0 alone prints an input error), ``--nproc K`` -> ``launch(settings, K)``, else ``run(info, settings)``; a
+    peer's failure ends the other ranks with exit 2 and no second message."""
+    from varbench.cli import render
+    from varbench.dist import DistInfo, PeerError
+
+    info = DistInfo.from_env()
+    if not info.is_main:
+        render.set_quiet(True)
+    try:
+        checked = settings(info, options)
+    except VarbenchError:
+        if info.is_main:
+            raise
+        raise typer.Exit(2) from None  # the same input error is printed once, by rank 0
+    if options["nproc"] is not None:
+        launch(checked, options["nproc"])
+        return
+    try:
+        run(info, checked)
+    except PeerError:
+        raise typer.Exit(2) from None  # rank 0 printed it
+    except VarbenchError as e:
+        if info.is_main:
+            raise
+        raise VarbenchError(f"rank {info.rank}: {e}") from None

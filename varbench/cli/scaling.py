@@ -16,7 +16,7 @@ from typing import List, Optional
 
 import typer
 
-from varbench.cli.options import guard, int_list, str_list
+from varbench.cli.options import guard, int_list, sharded, str_list
 from varbench.errors import VarbenchError
 
 
@@ -46,30 +46,7 @@ def scaling(
 
     Example: varbench scaling --models var_d16,var_d20,var_d24,var_d30 --data /data/imagenet/val --out runs/scaling
     """
-    options = dict(locals())
-    from varbench.cli import render
-    from varbench.dist import DistInfo, PeerError
-
-    info = DistInfo.from_env()
-    if not info.is_main:
-        render.set_quiet(True)
-    try:
-        settings = _settings(info, options)
-    except VarbenchError:
-        if info.is_main:
-            raise
-        raise typer.Exit(2) from None  # rank 0 prints the same input error once
-    if nproc is not None:
-        _launch(settings, nproc)
-        return
-    try:
-        _run(info, settings)
-    except PeerError:
-        raise typer.Exit(2) from None
-    except VarbenchError as e:
-        if info.is_main:
-            raise
-        raise VarbenchError(f"rank {info.rank}: {e}") from None
+    sharded(dict(locals()), _settings, _launch, _run)
 
 
 def _settings(info, o: dict) -> dict:

@@ -112,7 +112,7 @@ def run_benchmark(generator, job: BenchmarkJob, progress: Progress = no_progress
     paths, sources = discover(job.folder, job.num_images)
     ident = identity(generator, job, paths, sources)
     run_id = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-    lock = rundir.Lock(job.out)
+    lock = files.DirLock(job.out, "edit")
     try:
         manifest = outdir.prepare(job.out, job.overwrite, ident)
         if manifest is not None and manifest.get("status") == "complete" and (job.out / rundir.RESULT).is_file():

@@ -81,13 +81,12 @@ def all_seeds(rng: str, seed: int, n: int, batch_size: int) -> list[int]:
 
 
 def run(generator, job: EditJob, progress: Progress = no_progress) -> EditOutcome:
-    from varbench.generate.rundir import Lock
 
     t0 = time.perf_counter()
     check(job.spec, generator.var.cfg.patch_nums[-1], int(generator.num_classes))
     images, inputs = load_images(job.images, int(generator.resolution))
     editor = Editor(generator, job.spec)
-    lock = Lock(job.out)
+    lock = files.DirLock(job.out, "edit")
     try:
         outdir.prepare(job.out, job.overwrite)
         manifest = _manifest(generator, job, editor, inputs)

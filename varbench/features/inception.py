@@ -20,13 +20,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from varbench.errors import VarbenchError
 from varbench.features.base import LOGITS, POOL3, SFID_CHANNELS, SPATIAL, make_id
+from varbench.features.weights import FeatureWeights, hub_path, resolve
 
 log = logging.getLogger(__name__)
 
@@ -38,37 +39,18 @@ FEATURE_VERSION = "1"  # bump when the features of the same weights change (resi
 DTYPES = ("fp32", "fp64")
 
 
+WEIGHTS = FeatureWeights("Inception weights", OFFICIAL_FILENAME, OFFICIAL_URL, "--inception-weights",
+                         OFFICIAL_SHA256_PREFIX)
+
+
 def hub_weights_path() -> Path:
     """Where torch-fidelity's loader keeps the weights: ``$TORCH_HOME/hub/checkpoints/<file>``."""
-    import torch
-
-    return Path(torch.hub.get_dir()) / "checkpoints" / OFFICIAL_FILENAME
+    return hub_path(WEIGHTS)
 
 
 def resolve_weights(explicit: str | os.PathLike | None = None) -> Path:
     """``--inception-weights PATH`` > the torch hub cache file > a download into that cache (unless offline)."""
-    from varbench import env
-
-    if explicit is not None:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise VarbenchError(f"Inception weights not found: {path} (check the path given with --inception-weights)")
-        return path
-    cached = hub_weights_path()
-    if cached.is_file():
-        return cached
-    hint = f"download {OFFICIAL_URL} to {cached} (or pass --inception-weights PATH)"
-    if env.offline():
-        raise VarbenchError(f"{OFFICIAL_FILENAME} is not cached and downloads are off (VARBENCH_OFFLINE): {hint}")
-    import torch
-
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    log.info("downloading %s to %s", OFFICIAL_URL, cached)
-    try:
-        torch.hub.download_url_to_file(OFFICIAL_URL, str(cached), hash_prefix=OFFICIAL_SHA256_PREFIX, progress=False)
-    except Exception as e:  # URLError, HTTPError, hash mismatch (RuntimeError), OSError
-        raise VarbenchError(f"could not download {OFFICIAL_FILENAME} ({type(e).__name__}: {e}); {hint}") from None
-    return cached
+    return resolve(WEIGHTS, explicit)
 
 
 @contextlib.contextmanager

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,6 @@ from varbench.errors import VarbenchError
 
 log = logging.getLogger(__name__)
 
-PROBE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -58,30 +55,10 @@ def resolve(weights: FeatureWeights, explicit: str | os.PathLike | None = None,
         if path.is_file():
             return path
     hint = f"download {weights.url} to {cached} (or pass {weights.flag} PATH)"
-    reason = why_no_download(weights.url)
+    reason = env.why_no_download(urlparse(weights.url).hostname or weights.url)
     if reason:
         raise VarbenchError(f"{weights.filename} is not cached and {reason}: {hint}")
     return _download(weights, cached, hint)
-
-
-def why_no_download(url: str) -> str | None:
-    """Why a download cannot happen now (the offline switch, no route to the host), or None."""
-    if env.offline():
-        return "downloads are off (VARBENCH_OFFLINE)"
-    host = urlparse(url).hostname or url
-    failure: list[str] = ["timed out"]
-
-    def probe() -> None:  # in a thread: a name lookup has no timeout of its own
-        try:
-            with socket.create_connection((host, 443), timeout=PROBE_SECONDS):
-                failure.clear()
-        except OSError as e:
-            failure[:] = [type(e).__name__]
-
-    worker = threading.Thread(target=probe, daemon=True)
-    worker.start()
-    worker.join(PROBE_SECONDS + 1)
-    return f"{host} cannot be reached ({failure[0]})" if failure else None
 
 
 def _download(weights: FeatureWeights, target: Path, hint: str) -> Path:

@@ -62,7 +62,7 @@ def chunk_seed(seed: int, chunk: int) -> int:
 @dataclass(frozen=True)
 class Chunk:
     index: int
-    start: int  # first global sample index
+    start: int  # first global sample index (scaling: first position in evaluation order)
     stop: int  # one past the last
 
     @property
@@ -72,6 +72,11 @@ class Chunk:
     @property
     def stem(self) -> str:
         return f"{self.index:06d}"
+
+
+def cut(n: int, size: int) -> list[Chunk]:
+    """Positions [0, n) cut into chunks of ``size`` (the last one shorter)."""
+    return [Chunk(i, s, min(s + size, n)) for i, s in enumerate(range(0, n, size))]
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class Plan:
         return Chunk(index, start, min(start + self.chunk_size, self.num_samples))
 
     def chunks(self) -> list[Chunk]:
-        return [self.chunk(c) for c in range(self.num_chunks)]
+        return cut(self.num_samples, self.chunk_size)
 
     def order(self) -> np.ndarray:
         """int64 (N,): row r of the packed npz holds global sample ``order[r]``."""

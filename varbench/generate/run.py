@@ -100,14 +100,14 @@ def run(generator, job: GenerateJob, info: DistInfo | None = None,
     session = {"started": rundir.now(), "world_size": info.world_size, "batch_size": job.batch_size,
                "host": socket.gethostname()}
     t_start = time.perf_counter()
-    lock: rundir.Lock | None = None
+    lock: files.DirLock | None = None
     identity: dict = {}
 
     def prepare() -> dict:  # rank 0 only; the checkpoint hashes in the identity are computed once
         nonlocal lock
         identity.update(job=rundir.job_identity(job), generator=rundir.generator_identity(generator))
         run_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        lock = rundir.Lock(job.out)
+        lock = rundir.lock(job.out)
         return {**_prepare(generator, job, identity, run_id, session), "run_id": run_id}
 
     try:

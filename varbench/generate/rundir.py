@@ -17,10 +17,7 @@ wrote (the names above), never another file, and never a ``manifest.json`` varbe
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
-import os
 import re
 from pathlib import Path
 
@@ -31,7 +28,7 @@ from varbench.generate.plan import Chunk, Plan
 
 MANIFEST_SCHEMA = "varbench.generate"
 MANIFEST_VERSION = 2
-MANIFEST, SAMPLES, RESULT, CHUNKS, PNGS, LOCK = "manifest.json", "samples.npz", "result.json", "chunks", "png", ".lock"
+MANIFEST, SAMPLES, RESULT, CHUNKS, PNGS, LOCK = "manifest.json", "samples.npz", "result.json", "chunks", "png", files.DirLock.NAME
 PNG_NAME = "{index:06d}.png"
 _CHUNK_FILE = re.compile(r"^\d{6}\.(npy|json)$")
 _PNG_FILE = re.compile(r"^\d{6}\.png$")
@@ -149,7 +146,7 @@ def read_manifest(out: Path, overwrite: bool = False) -> dict | None:
     path = out / MANIFEST
     if not path.is_file():
         return None
-    foreign = (f"; varbench did not write it, so --overwrite leaves it alone: choose another --out"
+    foreign = ("; varbench did not write it, so --overwrite leaves it alone: choose another --out"
                if overwrite else "; use another --out")
     try:
         manifest = json.loads(path.read_text())
@@ -208,18 +205,12 @@ def foreign_entries(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if p.name != LOCK and not is_temp(p.name))
 
 
-def is_temp(name: str) -> bool:
-    return name.startswith(".") and name.endswith(".tmp")
+is_temp = files.is_temp
 
 
 def remove_temp_files(out: Path) -> None:
     """Temp files left by a killed run (only while holding the lock: nobody else is writing)."""
-    for d in (out, out / CHUNKS, out / PNGS):
-        if d.is_dir():
-            for p in d.iterdir():
-                if is_temp(p.name) and p.is_file():
-                    with files.os_errors(p):
-                        p.unlink()
+    files.remove_temp_files(out, out / CHUNKS, out / PNGS)
 
 
 def remove_owned(out: Path) -> None:
@@ -250,27 +241,9 @@ def now() -> str:
     return now_utc()
 
 
-class Lock:
-    """An exclusive flock on ``DIR/.lock`` (released by the kernel if the process dies)."""
-
-    def __init__(self, out: Path):
-        with files.os_errors(out):
-            out.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(self.fd)
-            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise VarbenchError(
-                    f"another varbench generate is writing to {out}; wait for it or use another --out"
-                ) from None
-            raise VarbenchError(files.describe_os_error(out / LOCK, e)) from None
-
-    def release(self) -> None:
-        with contextlib.suppress(OSError):
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
+def lock(out: Path) -> files.DirLock:
+    """The lock of a generate directory."""
+    return files.DirLock(out, "generate")
 
 
 # ---- the run's identity: what decides the bytes (a different identity is another run) -------------------------

@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +24,6 @@ from varbench.generators.spec import WeightFile
 log = logging.getLogger(__name__)
 
 HUB_HOST = "huggingface.co"
-_PROBE_SECONDS = 3.0
 
 
 def weights_dir() -> Path:
@@ -58,7 +55,7 @@ def resolve_all(files: Sequence[WeightFile], explicit: dict | None = None) -> di
         else:
             missing.append(wf)
     if missing:
-        reason = _why_no_download()
+        reason = env.why_no_download(HUB_HOST)
         if reason:
             raise VarbenchError(_missing_message(missing, reason))
         for wf in missing:
@@ -77,25 +74,6 @@ def _missing_message(missing: Sequence[WeightFile], reason: str) -> str:
     flags = " ".join(f"--{wf.role}-ckpt PATH" for wf in missing)
     return (f"{names} not in {weights_dir()}/ and {reason}: download {urls} into {weights_dir()}/ "
             f"or pass {flags}")
-
-
-def _why_no_download() -> str | None:
-    """Why downloads cannot happen now (offline switch, no route to the hub), or None."""
-    if env.offline():
-        return "downloads are off (VARBENCH_OFFLINE/HF_HUB_OFFLINE)"
-    failure: list[str] = ["timed out"]
-
-    def probe() -> None:  # in a thread: a name lookup has no timeout of its own
-        try:
-            with socket.create_connection((HUB_HOST, 443), timeout=_PROBE_SECONDS):
-                failure.clear()
-        except OSError as e:
-            failure[:] = [type(e).__name__]
-
-    worker = threading.Thread(target=probe, daemon=True)
-    worker.start()
-    worker.join(_PROBE_SECONDS + 1)
-    return f"{HUB_HOST} cannot be reached ({failure[0]})" if failure else None
 
 
 def _verify(path: Path, wf: WeightFile) -> None:

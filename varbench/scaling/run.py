@@ -80,11 +80,11 @@ def run(generator, data, job: ScalingJob, info: DistInfo | None = None,
     session = {"started": now(), "world_size": info.world_size, "batch_size": job.batch_size,
                "host": socket.gethostname()}
     t_start = time.perf_counter()
-    lock: rundir.Lock | None = None
+    lock: files.DirLock | None = None
 
     def prep() -> dict:
         nonlocal lock
-        lock = rundir.Lock(job.out)
+        lock = rundir.lock(job.out)
         return prepare(generator, data, job, session)
 
     try:

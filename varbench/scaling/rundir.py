@@ -14,44 +14,26 @@ again.  A directory holding a different run is refused unless ``overwrite``, whi
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import json
-import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from varbench import files
 from varbench.errors import VarbenchError
 from varbench.files import sha256_file
-from varbench.generate.rundir import canonical, drop_local, is_temp, refuse_if_different
+from varbench.files import is_temp
+from varbench.generate.plan import Chunk, cut
+from varbench.generate.rundir import canonical, drop_local, refuse_if_different
 
 MANIFEST_SCHEMA = "varbench.scaling"
 MANIFEST_VERSION = 1
-MANIFEST, RESULT, CHUNKS, LOCK = "manifest.json", "result.json", "chunks", ".lock"
+MANIFEST, RESULT, CHUNKS, LOCK = "manifest.json", "result.json", "chunks", files.DirLock.NAME
 _CHUNK_FILE = re.compile(r"^\d{6}\.(npz|json)$")
-
-
-@dataclass(frozen=True)
-class Chunk:
-    index: int
-    start: int  # first position (evaluation order)
-    stop: int
-
-    @property
-    def size(self) -> int:
-        return self.stop - self.start
-
-    @property
-    def stem(self) -> str:
-        return f"{self.index:06d}"
 
 
 def chunks(num_images: int, chunk_size: int) -> list[Chunk]:
     """Positions [0, n) cut into chunks of ``chunk_size`` (the last one shorter)."""
-    return [Chunk(i, s, min(s + chunk_size, num_images)) for i, s in enumerate(range(0, num_images, chunk_size))]
+    return cut(num_images, chunk_size)
 
 
 def chunk_paths(out: Path, chunk: Chunk) -> tuple[Path, Path]:
@@ -176,31 +158,9 @@ def remove_owned(out: Path) -> None:
 
 
 def remove_temp_files(out: Path) -> None:
-    for d in (out, out / CHUNKS):
-        if d.is_dir():
-            for p in d.iterdir():
-                if is_temp(p.name) and p.is_file():
-                    with files.os_errors(p):
-                        p.unlink()
+    files.remove_temp_files(out, out / CHUNKS)
 
 
-class Lock:
-    """An exclusive flock on ``DIR/.lock`` (released by the kernel if the process dies)."""
-
-    def __init__(self, out: Path):
-        with files.os_errors(out):
-            out.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(self.fd)
-            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise VarbenchError(f"another varbench scaling is writing to {out}; wait for it or use another --out") \
-                    from None
-            raise VarbenchError(files.describe_os_error(out / LOCK, e)) from None
-
-    def release(self) -> None:
-        with contextlib.suppress(OSError):
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
+def lock(out: Path) -> files.DirLock:
+    """The lock of a scaling directory."""
+    return files.DirLock(out, "scaling")

@@ -96,3 +96,21 @@ def test_fid_cli_bootstrap_reuses_the_cached_features(real_runs, tmp_path, monke
     assert set(ivs) == {"fid", "sfid", "is_mean", "precision", "recall", "kid_mean"}
     assert all(iv["low"] <= res["metrics"][k] <= iv["high"] and iv["replicates"] == 20 for k, iv in ivs.items())
     assert "95% interval (20 bootstrap replicates)" in shown and base["intervals"] is None
+
+
+def test_report_shows_the_intervals(real_runs, tmp_path):
+    import json
+
+    from pipeline import FID, cli
+    from varbench.report import build
+    from varbench.results.frame import load_inputs
+
+    out = tmp_path / "boot.json"
+    cli("fid", real_runs.generate[2.0], "--ref", "ci_noise16", "--inception-weights", real_runs.weights, *FID,
+        "--bootstrap", 5, "--json", out)
+    ivs = json.loads(out.read_text())["results"]["intervals"]["metrics"]
+    quality = build(load_inputs([out])).table("quality")
+    rec = {r["metric"]: r for r in quality.records()}
+    assert rec["fid"]["ci"] == [ivs["fid"]["low"], ivs["fid"]["high"]] and rec["is_std"]["ci"] is None
+    shown = quality.display()
+    assert f"[{ivs['fid']['low']:.3f}, {ivs['fid']['high']:.3f}]" in shown["95% interval (bootstrap)"].tolist()

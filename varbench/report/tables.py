@@ -63,7 +63,9 @@ def format_cell(key: str, value, record: dict | None = None, fmt: str | None = N
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
         if key == "ci" and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
-            return f"[{value[0]:.3f}, {value[1]:.3f}]"
+            spec = registry.METRICS.get((record or {}).get("metric"))
+            f = fmt or (spec.fmt if spec else ".3f")
+            return f"[{value[0]:{f}}, {value[1]:{f}}]"
         return "; ".join(str(v) for v in value)
     metric = record.get("metric") if record and key in _BY_METRIC else key
     spec = registry.METRICS.get(metric)
@@ -112,11 +114,14 @@ def quality_table(runs: list[tuple]) -> Table | None:
         model = (result["protocol"]["model"] or {}).get("name")
         scored = (result["protocol"]["samples"] or {}).get("resolution")
         rows = published.for_model(model, scored) if model else []
+        intervals = (result["results"]["intervals"] or {}).get("metrics", {})
         for metric, value in frames.metric_values(result).items():
             if not isinstance(value, (int, float)):
                 continue
             matches = [r for r in rows if metric in registry.published_keys() and r[metric] is not None]
-            base = {"run": name, "model": model, "metric": metric, "reproduced": float(value)}
+            iv = intervals.get(metric)
+            base = {"run": name, "model": model, "metric": metric, "reproduced": float(value),
+                    "ci": None if iv is None else [iv["low"], iv["high"]]}
             if not matches:
                 records.append({**base, "published": None, "delta": None, "source": None, "paper_version": None,
                                 "differences": ["random weights"] if result["random_weights"] else []})
@@ -127,8 +132,8 @@ def quality_table(runs: list[tuple]) -> Table | None:
                 records.append({**base, "published": r[metric], "delta": float(value) - r[metric],
                                 "source": r["source"], "paper_version": r["paper_version"], "differences": diffs,
                                 "approx": [k for k in ("published", "delta") if metric in r["approx"]]})
-    headers = {"run": "run", "model": "model", "metric": "metric", "reproduced": "reproduced", "published": "published",
-               "delta": "Δ", "source": "published source", "paper_version": "paper version",
+    headers = {"run": "run", "model": "model", "metric": "metric", "reproduced": "reproduced",
+               "ci": "95% interval (bootstrap)", "published": "published", "delta": "Δ", "source": "published source", "paper_version": "paper version",
                "differences": "protocol differences"}
     notes = ("Δ = reproduced − published; better: " + ", ".join(
         f"{k} {'↑' if registry.get(k).higher_is_better else '↓'}" for k in registry.published_keys()),)

@@ -17,7 +17,7 @@ from varbench.generators import zoo
 from varbench.models.sample import sample
 from varbench.models.var import SCHEDULES, VAR, VARConfig, patch_schedule
 from varbench.models.vqvae import VQVAE, VQVAEConfig
-from varbench.results import read, schema
+from varbench.results import read
 from varbench.speed import decoders, timing
 from varbench.speed import plan as speed_plan
 from varbench.speed import run as speed_run
@@ -149,6 +149,7 @@ def test_dry_run_json(tmp_path):
     rows = obj["results"]["rows"]
     assert obj["results"]["dry_run"] is True and len(rows) == 8
     assert all(ROW_KEYS <= set(r) for r in rows) and all(r["latency_s"] is None for r in rows)
+    assert all(r["efficiency"] is None and r["vq_decode_efficiency"] is None for r in rows)  # nothing was timed
     flops = {(r["mode"], r["resolution"]): r["flops_analytic"] / 1e9 for r in rows}
     assert flops["var_kv", 256] == pytest.approx(300.3, rel=0.005)
     assert flops["var_kv", 512] == pytest.approx(1137.1, rel=0.005)
@@ -274,6 +275,17 @@ def test_readme_quick_command_writes_json_and_png(tmp_path, monkeypatch):
         else:  # no-KV: the kernel also computes the masked part of attention
             assert r["flops_analytic"] < r["flops_counted"] < 1.05 * r["flops_analytic"]
         assert (r["kv_cache_bytes"] > 0) == (not r["mode"].endswith("nokv"))
+        # efficiency: executed FLOPs / latency over the fp32 matmul peak measured at the start of the run
+        assert r["matmul_peak_flops_s"] == obj["config"]["matmul_peaks_flops_s"]["fp32"] > 0
+        assert r["achieved_flops_s"] == pytest.approx(r["flops_analytic_executed"] * r["batch_size"] / r["latency_s"])
+        assert r["efficiency"] == pytest.approx(r["achieved_flops_s"] / r["matmul_peak_flops_s"])
+        assert r["vq_decode_dtype"] == "fp32" and r["vq_decode_peak_flops_s"] == r["matmul_peak_flops_s"]
+        assert r["vq_decode_efficiency"] == pytest.approx(
+            r["vq_decode_flops"] / r["vq_decode_s"] / r["vq_decode_peak_flops_s"])
+        assert 0 < r["efficiency"] < 3 and 0 < r["vq_decode_efficiency"] < 3  # a plain matmul is the practical top
+    decode = {(r["mode"], r["resolution"], r["batch_size"]): r["vq_decode_flops"] for r in rows}
+    assert all(decode[m, res, 2] == 2 * decode[m, res, 1] > 0 for m, res, b in decode if b == 1)
+    assert "% peak" in res.stdout and "a plain matmul measured in this run (fp32" in res.stdout
     # latency (batch 1): VAR < raster with KV cache < raster without, at every resolution
     latency = [o for o in obj["results"]["ordering"] if o["batch_size"] == 1]
     assert len(latency) == 3 and all(o["holds"] for o in latency), latency
@@ -288,6 +300,17 @@ def test_readme_quick_command_writes_json_and_png(tmp_path, monkeypatch):
     from varbench.report import tables
 
     assert tables.speed_tables([("quick", obj, out)])[0] is not None and json.loads(out.read_text())["kind"] == "speed"
+
+
+def test_decode_dtype_follows_the_fast_mode():
+    """The speed study decodes VAR under the transformer's autocast (as VarGenerator.decode); the raster tokenizer
+    keeps its own dtype."""
+    _, jobs = _tiny_decoders()
+    by_mode = {j.mode: d for j, d in jobs}
+    assert by_mode["var_kv"].decode_dtype == "fp32" and by_mode["raster_kv"].decode_dtype == "fp32"
+    fast = decoders.VarDecoder(by_mode["var_kv"].var, by_mode["var_kv"].vae, random_weights=True,
+                               autocast_dtype=torch.bfloat16, compile=False)
+    assert fast.decode_dtype == "bf16"
 
 
 def test_released_weights_used_only_when_cached_and_matching(monkeypatch):

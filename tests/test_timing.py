@@ -138,3 +138,61 @@ def test_cuda_timer_and_memory():
         t = timing.measure(lambda: x @ x, "cuda", timing.TimingConfig(warmup=2, repeats=5))
     assert t.clock == "cuda_event" and t.median > 0
     assert mem.kind == "cuda_max_allocated" and mem.bytes >= 2 * 2048 * 2048 * 4
+
+
+def test_matmul_peak_is_sane_and_checks_the_dtype():
+    peak = timing.matmul_peak("cpu", "fp32", seconds=0.05)
+    fixed = timing.matmul_peak("cpu", "fp32", n=128, seconds=0.02)
+    assert 1e8 < peak < 1e13 and 1e7 < fixed < 1e13  # between 0.1 GFLOP/s and 10 TFLOP/s on any CPU
+    with pytest.raises(VarbenchError, match="unknown dtype 'fp8'"):
+        timing.matmul_peak("cpu", "fp8")
+
+
+def test_matmul_peak_grows_the_size_until_a_call_is_long_enough(monkeypatch):
+    """With a fake clock of 1 s per 10^9 multiply-adds, the search doubles n from 256 until a call takes a tenth of
+    the budget, so the peak it reports is that of the chosen size (2 n^3 FLOP per call)."""
+    sizes = []
+    real_randn = torch.randn
+
+    def randn(*shape, **kw):
+        sizes.append(shape[0])
+        return real_randn(2, 2, dtype=kw.get("dtype"))
+
+    monkeypatch.setattr(torch, "randn", randn)
+    monkeypatch.setattr(timing, "time_call", lambda fn, device: sizes[-1] ** 3 / 1e9)
+    assert timing.matmul_peak("cpu", "fp32", seconds=1.0) == pytest.approx(2e9)
+    assert sorted(set(sizes)) == [256, 512]  # 512^3 / 1e9 = 0.13 s >= 0.1 s: stop
+    sizes.clear()
+    timing.matmul_peak("cpu", "fp32", seconds=100.0)
+    assert max(sizes) == timing.MATMUL_MAX_N["cpu"]  # never beyond the cap
+
+
+def test_efficiency_arithmetic():
+    from varbench.speed.efficiency import Efficiency, row_efficiency
+
+    e = Efficiency(flops=3e9, seconds=0.5, peak_flops_s=1e10)
+    assert e.achieved_flops_s == 6e9 and e.fraction == pytest.approx(0.6)
+    assert Efficiency(1.0, 1.0, None).fraction is None and Efficiency(1.0, 0.0, 1.0).achieved_flops_s is None
+    assert row_efficiency(3e9, 0.5, 1e10) == {"achieved_flops_s": 6e9, "efficiency": pytest.approx(0.6)}
+    assert row_efficiency(None, 0.5, 1e10) == {"achieved_flops_s": None, "efficiency": None}
+
+
+def test_decode_flops_on_meta_equal_a_real_decode():
+    """The meta-device count (no arithmetic) equals torch's counter over a real decode of the same shapes."""
+    from varbench.baselines.vq16 import VQConfig, VQModel
+    from varbench.models.vqvae import VQVAE, VQVAEConfig
+    from varbench.speed.efficiency import var_decode_flops, vq16_decode_flops
+
+    cfg = VQVAEConfig(patch_nums=(1, 2, 4), ch=32)
+    vae = VQVAE(cfg).eval()
+    with torch.inference_mode():
+        real = timing.count_flops(lambda: vae.fhat_to_img(torch.randn(2, cfg.latent_dim, 4, 4)))
+    assert var_decode_flops(cfg, 2) == real > 0
+    assert var_decode_flops(cfg, 6) == 3 * real  # linear in the batch
+    # the released tokenizer: 394 GFLOP per 256-px image (issue 16's figure)
+    assert var_decode_flops(VQVAEConfig(ch=160), 1) / 1e9 == pytest.approx(393.7, abs=0.1)
+    vq_cfg = VQConfig(ch=32, codebook_size=64, z_channels=32, embed_dim=8)
+    vq = VQModel(vq_cfg).eval()
+    with torch.inference_mode():
+        real = timing.count_flops(lambda: vq.decode_code(torch.zeros(2, 9, dtype=torch.long), 3))
+    assert vq16_decode_flops(vq_cfg, 2, 3) == real > 0

@@ -190,6 +190,17 @@ def _models_caption(result) -> str:
     return "; ".join(f"{model}: {', '.join(modes)}" for model, modes in by_model.items())
 
 
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def _peak_caption(result) -> str:
+    peaks = result.config.get("matmul_peaks_flops_s") or {}
+    named = ", ".join(f"{dt} {v / 1e9:,.0f} GFLOP/s" for dt, v in peaks.items())
+    return (f"% peak: achieved FLOP/s (formula, executed work; VQ decode: counted) / a plain matmul measured in this "
+            f"run ({named})")
+
+
 def _memory_caption(result) -> str:
     kind = result.rows[0].get("peak_mem_kind", "") if result.rows else ""
     if kind == "cuda_max_allocated":
@@ -209,7 +220,8 @@ def _render_run(result) -> None:
         m = [r["model"]] if with_model else []
         ci = "–" if r["latency_ci"] is None else f"{_ms(r['latency_ci'][0])}–{_ms(r['latency_ci'][1])}"
         timing_rows.append((*m, r["mode"], r["resolution"], r["batch_size"], _ms(r["latency_s"]), ci,
-                            _s(r["throughput_img_s"]), _ms(r["vq_decode_s"]), _mb(r["peak_mem_bytes"])))
+                            _s(r["throughput_img_s"]), _pct(r.get("efficiency")), _ms(r["vq_decode_s"]),
+                            _pct(r.get("vq_decode_efficiency")), _mb(r["peak_mem_bytes"])))
         key = (r["model"], r["mode"], r["resolution"])
         if key not in seen:
             seen.add(key)
@@ -220,12 +232,12 @@ def _render_run(result) -> None:
     weights = "random weights" if result.random_weights else "released weights"
     render.table(
         "varbench speed: decode time per call",
-        [*lead, "mode", "px", "batch", "ms/call", "95% CI ms", "img/s", "VQ dec ms",
+        [*lead, "mode", "px", "batch", "ms/call", "95% CI ms", "img/s", "% peak", "VQ dec ms", "VQ % peak",
          "peak MiB" if str(cfg["device"]).startswith("cuda") else "process peak MiB"],
         timing_rows,
         caption=(f"{cfg['device']} {cfg['dtype']}, {cfg.get('torch_threads')} thread(s), "
                  f"{'with' if cfg['cfg'] else 'no'} CFG, {weights}; median of {cfg['repeats']} after "
-                 f"{cfg['warmup']} warm-up; " + _memory_caption(result)
+                 f"{cfg['warmup']} warm-up; " + _peak_caption(result) + "; " + _memory_caption(result)
                  + ("" if with_model else f"; {_models_caption(result)}")),
     )
     render.table(

@@ -55,7 +55,8 @@ class VarGenerator:
         from varbench.models.sample import decode_images
 
         dtype = self._autocast()
-        with torch.autocast(torch.device(self.device).type, dtype=dtype, enabled=dtype is not None):
+        with torch.inference_mode(), torch.autocast(torch.device(self.device).type, dtype=dtype,
+                                                    enabled=dtype is not None):
             return to_uint8(decode_images(self.vae, f_hat))
 
     def generate(self, labels: Sequence[int], seeds: Sequence[int]) -> np.ndarray:

@@ -12,7 +12,7 @@ import dataclasses
 
 from varbench.speed.plan import Job, SpeedConfig
 
-_VAR_SEEDS = (1, 2)  # recipe seeds of random VAR / VQVAE weights
+VAR_RECIPE_SEEDS = (1, 2)  # recipe seeds of random VAR / VQVAE weights (also the benchmarks' random VAR-d16)
 
 
 class VarDecoder:
@@ -40,10 +40,25 @@ class VarDecoder:
         return sample(self.var, self.vae, _labels(batch, self.device), batch, sampling, rng, self.autocast_dtype,
                       steps=steps)
 
+    @property
+    def decode_dtype(self) -> str:
+        """The dtype the VQ decode computes in: the fast modes run it under the transformer's autocast, as
+        ``VarGenerator.decode`` does."""
+        return _dtype_name(self.autocast_dtype)
+
     def vq_decode(self, job: Job, out):
+        import torch
+
         from varbench.models.sample import decode_images
 
-        return decode_images(self.vae, out.f_hat)
+        dtype = self.autocast_dtype
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            return decode_images(self.vae, out.f_hat)
+
+    def decode_flops(self, job: Job, batch: int) -> int:
+        from varbench.speed.efficiency import var_decode_flops
+
+        return var_decode_flops(self.vae.cfg, batch)
 
 
 class RasterDecoder:
@@ -68,11 +83,27 @@ class RasterDecoder:
         return raster_generate(self.gpt, _labels(batch, self.device), sampling, use_kv_cache=job.kv, rng=rng,
                                region=flops.region if flops is not None else None)
 
+    @property
+    def decode_dtype(self) -> str:
+        return _dtype_name(next(self.vq.parameters()).dtype)
+
     def vq_decode(self, job: Job, out):
         import torch
 
         with torch.inference_mode():
             return self.vq.decode_code(out, job.grid)
+
+    def decode_flops(self, job: Job, batch: int) -> int:
+        from varbench.speed.efficiency import vq16_decode_flops
+
+        return vq16_decode_flops(self.vq.config, batch, job.grid)
+
+
+def _dtype_name(dtype) -> str:
+    """torch dtype (None: float32) -> "fp32" | "bf16" | "fp16"."""
+    import torch
+
+    return {None: "fp32", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 def _labels(batch: int, device):
@@ -135,6 +166,6 @@ def _random_var(job: Job, config: SpeedConfig, device: str):
                      shared_aln=job.shared_adaln)
     with torch.device(device):
         var, vae = VAR(vcfg), VQVAE(VQVAEConfig(patch_nums=job.patch_nums, ch=config.vae_ch or 160))
-    fill_with_recipe(var, _VAR_SEEDS[0], device)
-    fill_with_recipe(vae, _VAR_SEEDS[1], device)
+    fill_with_recipe(var, VAR_RECIPE_SEEDS[0], device)
+    fill_with_recipe(vae, VAR_RECIPE_SEEDS[1], device)
     return var.requires_grad_(False), vae.requires_grad_(False)

@@ -16,10 +16,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from varbench import dist
+from varbench import dist, env
 from varbench.errors import VarbenchError
 from varbench.progress import Progress, ProgressEvent, no_progress
-from varbench.speed import analysis, timing
+from varbench.speed import analysis, efficiency, timing
 from varbench.speed.decoders import build_decoder
 from varbench.speed.plan import Job, SpeedConfig, plan, resolve_dtype
 
@@ -66,6 +66,11 @@ def _base_row(job: Job, config: SpeedConfig, batch: int, device: str, dtype: str
         "patch_nums": list(job.patch_nums) or None,
         "flops_breakdown": analytic.as_dict(),
         "flops_analytic_executed": job.flops(config.cfg, "executed").total,
+        # efficiency: executed FLOPs per call / latency against the same-run matmul peak of the dtype (None in a dry
+        # run); the VQ decode's FLOPs are counted by torch on the meta device
+        "matmul_peak_flops_s": None, "achieved_flops_s": None, "efficiency": None,
+        "vq_decode_dtype": None, "vq_decode_flops": None, "vq_decode_peak_flops_s": None,
+        "vq_decode_achieved_flops_s": None, "vq_decode_efficiency": None,
     }
 
 
@@ -105,20 +110,23 @@ def run(config: SpeedConfig, progress: Progress = no_progress) -> SpeedResult:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
+        # the same-run practical peaks that every row's efficiency is measured against (the VQ decoders of the
+        # raster models stay float32)
+        peaks = efficiency.peaks(device, (dtype,))
         if device == "cpu" and config.cpu_budget_minutes:
-            check_cpu_budget(jobs, config)
-        return _run(jobs, config, device, dtype, progress)
+            check_cpu_budget(jobs, config, peaks["fp32"])
+        return _run(jobs, config, device, dtype, progress, peaks)
     finally:
         torch.set_num_threads(threads)
 
 
-def check_cpu_budget(jobs: list[Job], config: SpeedConfig) -> None:
+def check_cpu_budget(jobs: list[Job], config: SpeedConfig, peak: float | None = None) -> None:
     """Refuse, before building anything, a CPU study that cannot finish within ``config.cpu_budget_minutes`` even at
-    this machine's measured matmul peak."""
+    this machine's measured fp32 matmul peak (``peak``; measured here when not given)."""
     from varbench.speed.plan import least_flops
 
     flops = least_flops(jobs, config)
-    peak = timing.matmul_peak("cpu", "fp32")
+    peak = peak or timing.matmul_peak("cpu", "fp32")
     seconds = flops / peak
     if seconds > config.cpu_budget_minutes * 60:
         raise VarbenchError(
@@ -128,11 +136,12 @@ def check_cpu_budget(jobs: list[Job], config: SpeedConfig) -> None:
         )
 
 
-def _run(jobs: list[Job], config: SpeedConfig, device: str, dtype: str, progress) -> SpeedResult:
+def _run(jobs: list[Job], config: SpeedConfig, device: str, dtype: str, progress, peaks: dict) -> SpeedResult:
     import torch
 
-    if dtype != "fp32" and device == "cpu":
-        log.warning("%s on CPU is emulated and slow; timings are not representative of GPUs", dtype)
+    if dtype != "fp32" and device == "cpu" and not env.native_half(device):
+        log.warning("%s on this CPU (no AVX512-BF16/AMX) is emulated and far slower than fp32; timings are not "
+                    "representative of GPUs", dtype)
     tcfg = timing.TimingConfig(warmup=config.warmup, repeats=config.repeats, max_seconds=config.max_seconds,
                                seed=config.seed)
     total = len(jobs) * len(config.batch_sizes)
@@ -158,17 +167,31 @@ def _run(jobs: list[Job], config: SpeedConfig, device: str, dtype: str, progress
                 row.update(random_weights=decoders[job.build_key].random_weights, flops_counted=counted[job])
                 row.update(measured)
                 row["kv_cache_bytes"] = job.kv_cache_bytes(row["batch_size"], config.cfg, dtype)
+                row.update(_efficiency(row, decoders[job.build_key], job, peaks))
                 rows.append(row)
             progress(ProgressEvent(STAGE, len(rows), total, unit="rows", detail=f"{res}px batch {batch}"))
         decoders.clear()
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
     res = SpeedResult({**config.as_dict(), "device": device, "dtype": dtype,
-                       "torch_threads": torch.get_num_threads()}, rows)
+                       "torch_threads": torch.get_num_threads(), "matmul_peaks_flops_s": peaks}, rows)
     analysis.summarise(res, jobs, config)
     res.fits = analysis.time_fits(rows, config) + res.fits
     res.ordering = analysis.ordering(rows)
     return res
+
+
+def _efficiency(row: dict, dec, job: Job, peaks: dict) -> dict:
+    """Achieved FLOP/s and the fraction of the same-run matmul peak, for the decode call and for its VQ decode."""
+    batch = row["batch_size"]
+    peak = peaks.get(row["dtype"])
+    transformer = efficiency.row_efficiency(row["flops_analytic_executed"] * batch, row["latency_s"], peak)
+    vq_dtype = dec.decode_dtype
+    vq_flops = dec.decode_flops(job, batch)
+    vq = efficiency.row_efficiency(vq_flops, row["vq_decode_s"], peaks.get(vq_dtype))
+    return {"matmul_peak_flops_s": peak, **transformer, "vq_decode_dtype": vq_dtype, "vq_decode_flops": vq_flops,
+            "vq_decode_peak_flops_s": peaks.get(vq_dtype), "vq_decode_achieved_flops_s": vq["achieved_flops_s"],
+            "vq_decode_efficiency": vq["efficiency"]}
 
 
 def _measure_group(group: Sequence[Job], decoders: dict, config: SpeedConfig, batch: int, device: str,

@@ -174,20 +174,37 @@ def measure_interleaved(fns: Sequence[Callable[[], object]], device, config: Tim
     return out
 
 
-def matmul_peak(device, dtype: str = "fp32", n: int = 2048, seconds: float = 0.5) -> float:
+MATMUL_MAX_N = {"cpu": 2048, "cuda": 8192}  # largest side the peak search tries, per device type
+
+
+def matmul_peak(device, dtype: str = "fp32", n: int | None = None, seconds: float = 0.5) -> float:
     """FLOP/s of a plain n x n matmul on ``device`` in ``dtype`` (the best of repeated calls for about ``seconds``):
-    the machine's practical peak that achieved FLOP/s are compared with."""
+    the machine's practical peak that achieved FLOP/s are compared with.
+
+    ``n`` None: start at 256 and double while one call takes under a tenth of ``seconds`` (up to ``MATMUL_MAX_N``),
+    so a native dtype is measured at a size where it runs at full speed and an emulated one (bf16 on a CPU without
+    AVX512-BF16 or AMX: about a hundred times slower) in about the same time.
+    """
     import torch
 
     table = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    a = torch.randn(n, n, device=device, dtype=table[dtype])
-    b = torch.randn(n, n, device=device, dtype=table[dtype])
-    best, spent = float("inf"), 0.0
-    time_call(lambda: a @ b, device)  # warm-up
-    while spent < seconds or best == float("inf"):
+    if dtype not in table:
+        raise VarbenchError(f"unknown dtype {dtype!r} for the matmul peak; use one of {', '.join(table)}")
+    max_n = MATMUL_MAX_N["cuda" if is_cuda(device) else "cpu"]
+    size = n or 256
+    while True:
+        a = torch.randn(size, size, device=device, dtype=table[dtype])
+        b = torch.randn(size, size, device=device, dtype=table[dtype])
+        time_call(lambda: a @ b, device)  # warm-up
+        best = time_call(lambda: a @ b, device)
+        if n is not None or size >= max_n or best >= seconds / 10:
+            break
+        size *= 2
+    spent = best
+    while spent < seconds:
         t = time_call(lambda: a @ b, device)
         best, spent = min(best, t), spent + t
-    return 2 * n**3 / best
+    return 2 * size**3 / best
 
 
 # ---------------------------------------------------------------------------------------------------------- memory

@@ -150,22 +150,11 @@ def pixel_agreement(exact: dict, fast: dict) -> dict:
             "mean_abs_pixel_diff": float(d.mean()), "max_abs_pixel_diff": int(d.max())}
 
 
-def machine(device: str) -> dict:
-    from varbench import env
-
-    try:
-        words = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        words = set()
-    return {"cpu_flags": sorted(w for w in words if w.startswith(("avx", "amx", "fma"))),
-            "native_bf16": env.native_half(device), "env": env.collect(device)}
-
-
 def main() -> None:
     args = parse()
     import torch
 
-    from varbench import files
+    from varbench import env, files
     from varbench.features.inception import InceptionExtractor, random_state_dict
     from varbench.generators import protocol, zoo
 
@@ -202,7 +191,7 @@ def main() -> None:
         "generate_s_per_sample": per_sample,
         "fast_over_exact_time": per_sample[args.fast_dtype] / per_sample["fp32"],
         "features_s_per_sample": statistics.median(float(x["features_s"]) / args.n for x in exact + fast),
-        "machine": machine(args.device), "load_average_start": load_start, "load_average_end": os.getloadavg(),
+        "machine": env.machine(args.device), "load_average_start": load_start, "load_average_end": os.getloadavg(),
     }
     report(result)
     files.write_json(args.json, result)

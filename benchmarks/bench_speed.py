@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def main() -> None:
         "benchmark": "varbench speed --quick (width 256, depth 4, 96/128/160 px, batch 1 and 2, fp32, 1 thread)",
         "command": " ".join(COMMAND),
         "runs": runs,
-        "wall_s_median": walls[len(walls) // 2],
+        "wall_s_median": statistics.median(walls),
         "wall_s_max": walls[-1],
         "under_2_minutes": walls[-1] < 120,
         "latency_order_always_held": all(r["latency_order_holds"] for r in runs),

@@ -279,18 +279,6 @@ def compare(ref: dict, got: dict) -> dict:
             "images_fraction_differing": float((diff > 0).float().mean())}
 
 
-def machine(device: str) -> dict:
-    from varbench import env
-
-    flags = []
-    try:
-        words = set(Path("/proc/cpuinfo").read_text().split())
-        flags = sorted(w for w in words if w.startswith(("avx", "amx", "fma")))
-    except OSError:
-        pass
-    return {"cpu_flags": flags, "native_bf16": env.native_half(device), "env": env.collect(device)}
-
-
 def work_per_batch(args) -> dict:
     """FLOPs of one batch: the transformer by formula (KV cache, both CFG rows, AdaLN included), the VQ decode by
     torch's counter on the meta device."""
@@ -402,7 +390,7 @@ def main() -> None:
         finally:
             for side in sides:
                 side.close()
-    result.update(fast_mode=fast, machine=machine(args.device), load_average_start=load_start,
+    result.update(fast_mode=fast, machine=env.machine(args.device), load_average_start=load_start,
                   load_average_end=os.getloadavg(),
                   reference={"side": ref_name, "path": str(args.official or ref_root),
                              "commit": _commit(args.official) if args.official else None},

@@ -196,3 +196,16 @@ def test_decode_flops_on_meta_equal_a_real_decode():
     with torch.inference_mode():
         real = timing.count_flops(lambda: vq.decode_code(torch.zeros(2, 9, dtype=torch.long), 3))
     assert vq16_decode_flops(vq_cfg, 2, 3) == real > 0
+
+
+def test_native_bf16_follows_the_cpu_flags(monkeypatch):
+    """AVX512-BF16 or AMX-BF16 in /proc/cpuinfo mean native bf16; AVX2 alone is emulation; unreadable is None."""
+    from varbench import env
+
+    for flags, native in (({"avx", "avx2", "fma"}, False), ({"avx2", "avx512_bf16"}, True),
+                          ({"amx_bf16", "avx512f"}, True), (None, None)):
+        monkeypatch.setattr(env, "cpu_flags", lambda flags=flags: flags)
+        assert env.native_half("cpu") is native
+        record = env.machine("cpu")
+        assert record["native_bf16"] is native and record["cpu_flags"] == sorted(
+            f for f in flags or () if f.startswith(("avx", "amx", "fma")))

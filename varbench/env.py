@@ -83,6 +83,14 @@ def describe_device(device: str | None = None) -> dict:
     return info
 
 
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (None where that cannot be read)."""
+    try:
+        return set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return None
+
+
 def native_half(device: str | None = None) -> bool | None:
     """Whether the device runs bf16 matmuls natively: a CUDA GPU with bf16 support, or a CPU with AVX512-BF16 or AMX
     (read from /proc/cpuinfo; None where that cannot be read).  Elsewhere torch emulates bf16, far slower than fp32."""
@@ -91,11 +99,8 @@ def native_half(device: str | None = None) -> bool | None:
     dev = torch.device(device or "cpu")
     if dev.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return None
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    flags = cpu_flags()
+    return None if flags is None else bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
 def collect(device: str | None = None) -> dict:
@@ -121,3 +126,10 @@ def collect(device: str | None = None) -> dict:
 
 
 PLATFORM_KEYS = ("torch", "device", "cpu_capability", "device_name")  # equal: the same float arithmetic
+
+
+def machine(device: str | None = None) -> dict:
+    """What a benchmark records about the machine: the vector/matrix CPU flags, native bf16 and ``collect()``."""
+    flags = cpu_flags() or set()
+    return {"cpu_flags": sorted(w for w in flags if w.startswith(("avx", "amx", "fma"))),
+            "native_bf16": native_half(device), "env": collect(device)}

@@ -22,7 +22,7 @@ def speed(
     repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed calls per measurement (default: 5)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed calls before them (default: 1)."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the transformers (dynamic shapes)."),
-    quick: bool = typer.Option(False, "--quick", help="Small CPU study: width 256, depth 4, 96-160 px, random weights, about a minute."),
+    quick: bool = typer.Option(False, "--quick", help="Small CPU study: width 256, depth 4, 96-160 px, random weights, one thread, about 1.5 minutes."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print steps, tokens, analytic FLOPs and KV-cache sizes; run nothing."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results JSON here."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the log-log PNG (time and FLOPs vs n) here."),

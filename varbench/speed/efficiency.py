@@ -11,6 +11,7 @@ torch is imported inside functions.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,24 +57,34 @@ def meta_flops(build: Callable[[], object], call: Callable[[object], object]) ->
 
 def var_decode_flops(vae_cfg, batch: int) -> int:
     """FLOPs of VAR's VQ decode (``VQVAE.fhat_to_img``) of ``batch`` latents: convolutions and the attention matmuls
-    (394 GFLOP per 256-px image for the released ch=160 tokenizer)."""
+    (394 GFLOP per 256-px image for the released ch=160 tokenizer); linear in the batch, counted once per config."""
+    return batch * _var_decode_flops_per_image(vae_cfg)
+
+
+def vq16_decode_flops(vq_cfg, batch: int, grid: int) -> int:
+    """FLOPs of the raster tokenizer's decode (``VQModel.decode_code``) of ``batch`` grids of grid x grid codes."""
+    return batch * _vq16_decode_flops_per_image(vq_cfg, grid)
+
+
+@functools.lru_cache(maxsize=None)
+def _var_decode_flops_per_image(vae_cfg) -> int:
     import torch
 
     from varbench.models.vqvae import VQVAE
 
     side = vae_cfg.patch_nums[-1]
     return meta_flops(lambda: VQVAE(vae_cfg),
-                      lambda m: m.fhat_to_img(torch.empty(batch, vae_cfg.latent_dim, side, side, device="meta")))
+                      lambda m: m.fhat_to_img(torch.empty(1, vae_cfg.latent_dim, side, side, device="meta")))
 
 
-def vq16_decode_flops(vq_cfg, batch: int, grid: int) -> int:
-    """FLOPs of the raster tokenizer's decode (``VQModel.decode_code``) of ``batch`` grids of grid x grid codes."""
+@functools.lru_cache(maxsize=None)
+def _vq16_decode_flops_per_image(vq_cfg, grid: int) -> int:
     import torch
 
     from varbench.baselines.vq16 import VQModel
 
     return meta_flops(lambda: VQModel(vq_cfg),
-                      lambda m: m.decode_code(torch.zeros(batch, grid * grid, dtype=torch.long, device="meta"), grid))
+                      lambda m: m.decode_code(torch.zeros(1, grid * grid, dtype=torch.long, device="meta"), grid))
 
 
 def peaks(device, dtypes, seconds: float = 0.5) -> dict[str, float]:

@@ -26,7 +26,7 @@ from varbench.dist import DistInfo, barrier, from_main
 from varbench.errors import VarbenchError
 from varbench.generate import pack, rundir
 from varbench.generate.plan import DEFAULT_BATCH_SIZE, Plan, assign
-from varbench.generate.rundir import CHUNKS, MANIFEST, PNG_NAME, PNGS, RESULT, SAMPLES
+from varbench.generate.rundir import MANIFEST, PNG_NAME, PNGS, RESULT, SAMPLES
 from varbench.progress import Progress, ProgressEvent, no_progress
 
 log = logging.getLogger(__name__)
@@ -211,25 +211,13 @@ def _sample(generator, job: GenerateJob, state: dict, info: DistInfo, mine: list
 
 
 def _write_chunk(job: GenerateJob, chunk, images: np.ndarray, seconds: float, run_id: str, info: DistInfo) -> None:
-    import torch
-
-    from varbench.env import describe_device
-
     buf = io.BytesIO()
     np.save(buf, images, allow_pickle=False)
-    data = buf.getvalue()
     rec_path, npy = rundir.chunk_paths(job.out, chunk)
-    files.write_bytes(npy, data)
-    files.write_json(rec_path, {
-        "chunk": chunk.index, "start": chunk.start, "stop": chunk.stop, "file": f"{CHUNKS}/{npy.name}",
-        "sha256": hashlib.sha256(data).hexdigest(), "run_id": run_id, "seconds": round(seconds, 4),
-        "images_per_second": round(chunk.size / seconds, 4) if seconds > 0 else None,
-        "batch_size": chunk.size if job.plan.rng == "official" else job.batch_size,
-        "seed": job.plan.chunk_seed(chunk.index) if job.plan.rng == "official" else None,
-        "rank": info.rank, "world_size": info.world_size, "device": job.device,
-        "device_name": describe_device(job.device).get("device_name"),
-        "torch_threads": torch.get_num_threads(), "host": socket.gethostname(), "created": rundir.now(),
-    })
+    official = job.plan.rng == "official"
+    rundir.write_chunk(job.out, chunk, buf.getvalue(), npy, rec_path, run_id=run_id, seconds=seconds,
+                       device=job.device, info=info, batch_size=chunk.size if official else job.batch_size,
+                       seed=job.plan.chunk_seed(chunk.index) if official else None)
 
 
 def _checked(generator, images, n: int) -> np.ndarray:

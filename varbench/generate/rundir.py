@@ -114,6 +114,28 @@ def chunk_paths(out: Path, chunk: Chunk) -> tuple[Path, Path]:
     return out / CHUNKS / f"{chunk.stem}.json", out / CHUNKS / f"{chunk.stem}.npy"
 
 
+def write_chunk(out: Path, chunk: Chunk, payload: bytes, data_path: Path, rec_path: Path, *, run_id: str,
+                seconds: float, device: str, info, **extra) -> None:
+    """A finished chunk: its data file first, then the record that makes it count (sha256, timing, where and how it
+    was made; ``extra`` adds the command's own fields), both atomically."""
+    import hashlib
+    import socket
+
+    import torch
+
+    from varbench.env import describe_device
+
+    files.write_bytes(data_path, payload)
+    files.write_json(rec_path, {
+        "chunk": chunk.index, "start": chunk.start, "stop": chunk.stop, "file": data_path.relative_to(out).as_posix(),
+        "sha256": hashlib.sha256(payload).hexdigest(), "run_id": run_id, "seconds": round(seconds, 4),
+        "images_per_second": round(chunk.size / seconds, 4) if seconds > 0 else None, **extra,
+        "rank": info.rank, "world_size": info.world_size, "device": device,
+        "device_name": describe_device(device).get("device_name"), "torch_threads": torch.get_num_threads(),
+        "host": socket.gethostname(), "created": now(),
+    })
+
+
 def collect_records(out: Path, plan: Plan, run_id: str) -> list[dict]:
     records = []
     for chunk in plan.chunks():
@@ -138,12 +160,17 @@ def artefact_ok(out: Path, manifest: dict) -> bool:
 
 
 def read_manifest(out: Path, overwrite: bool = False) -> dict | None:
-    """The directory's manifest (None when there is none).
+    """The generate directory's manifest (None when there is none); see ``read_run_manifest``."""
+    return read_run_manifest(out / MANIFEST, MANIFEST_SCHEMA, MANIFEST_VERSION, "generate", overwrite)
 
-    A ``manifest.json`` varbench did not write is refused even with ``overwrite`` (it is not ours to remove); one of
-    another manifest version is refused without ``overwrite`` and returned with it (a different run to replace).
+
+def read_run_manifest(path: Path, schema: str, version: int, command: str, overwrite: bool) -> dict | None:
+    """A run directory's manifest (None when there is none), for every command that keeps one.
+
+    A manifest varbench did not write (another ``schema``) is refused even with ``overwrite`` (it is not ours to
+    remove); one of another manifest version is refused without ``overwrite`` and returned with it (a different run to
+    replace).
     """
-    path = out / MANIFEST
     if not path.is_file():
         return None
     foreign = ("; varbench did not write it, so --overwrite leaves it alone: choose another --out"
@@ -152,12 +179,12 @@ def read_manifest(out: Path, overwrite: bool = False) -> dict | None:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise VarbenchError(f"{path} is unreadable ({type(e).__name__}){foreign}") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
-        raise VarbenchError(f"{path} is not a varbench generate manifest{foreign}")
-    if manifest.get("schema_version") != MANIFEST_VERSION and not overwrite:
+    if not isinstance(manifest, dict) or manifest.get("schema") != schema:
+        raise VarbenchError(f"{path} is not a varbench {command} manifest{foreign}")
+    if manifest.get("schema_version") != version and not overwrite:
         raise VarbenchError(
             f"{path} has manifest version {manifest.get('schema_version')!r}, this varbench writes "
-            f"{MANIFEST_VERSION}; use another --out or pass --overwrite to replace that run"
+            f"{version}; use another --out or pass --overwrite to replace that run"
         )
     return manifest
 

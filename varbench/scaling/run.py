@@ -188,26 +188,16 @@ def evaluate_chunks(generator, data, job: ScalingJob, state: dict, mine: list[in
 
 
 def _write_chunk(job: ScalingJob, chunk, parts: list, data, seconds: float, run_id: str, info: DistInfo) -> None:
-    import torch
-
-    from varbench.env import describe_device
+    from varbench.generate.rundir import write_chunk
 
     buf = io.BytesIO()
     np.savez(buf, positions=np.arange(chunk.start, chunk.stop, dtype=np.int64),
              labels=data.labels[chunk.start:chunk.stop].astype(np.int64),
              ce_sum=np.concatenate([p[0].ce_sum for p in parts]), hits=np.concatenate([p[0].hits for p in parts]),
              source_sha256=np.array([s for p in parts for s in p[1]], dtype="S64"))
-    payload = buf.getvalue()
     rec_path, path = rundir.chunk_paths(job.out, chunk)
-    files.write_bytes(path, payload)
-    files.write_json(rec_path, {
-        "chunk": chunk.index, "start": chunk.start, "stop": chunk.stop, "file": f"{rundir.CHUNKS}/{path.name}",
-        "sha256": hashlib.sha256(payload).hexdigest(), "run_id": run_id, "seconds": round(seconds, 4),
-        "images_per_second": round(chunk.size / seconds, 4) if seconds > 0 else None, "batch_size": job.batch_size,
-        "rank": info.rank, "world_size": info.world_size, "device": job.device,
-        "device_name": describe_device(job.device).get("device_name"), "torch_threads": torch.get_num_threads(),
-        "host": socket.gethostname(), "created": now(),
-    })
+    write_chunk(job.out, chunk, buf.getvalue(), path, rec_path, run_id=run_id, seconds=seconds, device=job.device,
+                info=info, batch_size=job.batch_size)
 
 
 def finish(generator, data, job: ScalingJob, state: dict, session: dict, timing: dict) -> dict:

@@ -23,7 +23,7 @@ from varbench.errors import VarbenchError
 from varbench.files import sha256_file
 from varbench.files import is_temp
 from varbench.generate.plan import Chunk, cut
-from varbench.generate.rundir import canonical, drop_local, refuse_if_different
+from varbench.generate.rundir import canonical, drop_local, read_run_manifest, refuse_if_different
 
 MANIFEST_SCHEMA = "varbench.scaling"
 MANIFEST_VERSION = 1
@@ -62,20 +62,7 @@ def model_identity(generator) -> dict:
 
 
 def read_manifest(out: Path, overwrite: bool = False) -> dict | None:
-    path = out / MANIFEST
-    if not path.is_file():
-        return None
-    foreign = "; varbench did not write it: choose another --out" if overwrite else "; use another --out"
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise VarbenchError(f"{path} is unreadable ({type(e).__name__}){foreign}") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
-        raise VarbenchError(f"{path} is not a varbench scaling manifest{foreign}")
-    if manifest.get("schema_version") != MANIFEST_VERSION and not overwrite:
-        raise VarbenchError(f"{path} has manifest version {manifest.get('schema_version')!r}, this varbench writes "
-                            f"{MANIFEST_VERSION}; use another --out or pass --overwrite to replace that run")
-    return manifest
+    return read_run_manifest(out / MANIFEST, MANIFEST_SCHEMA, MANIFEST_VERSION, "scaling", overwrite)
 
 
 def refuse_foreign_dir(out: Path, overwrite: bool) -> None:

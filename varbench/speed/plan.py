@@ -58,7 +58,8 @@ class SpeedConfig:
 
     @classmethod
     def quick_preset(cls, **overrides) -> SpeedConfig:
-        """The README's main job: offline, random weights, CPU, small widths and resolutions, one thread, about 1.5 minutes."""
+        """The README's main job: offline, random weights, CPU, small widths and resolutions, one thread, about 1.5
+        minutes."""
         base = dict(models=("var_d16",), baselines=TWIN_BASELINES, resolutions=(96, 128, 160), batch_sizes=(1, 2),
                     cfg=False, dtype="fp32", device="cpu", warmup=1, repeats=3, max_seconds=30.0,
                     count_flops=True, width=256, depth=4, vae_ch=32, threads=1, quick=True)

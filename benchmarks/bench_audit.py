@@ -16,7 +16,6 @@ single-threaded sha256 of the file (what a generate directory's chunk and sample
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -106,8 +105,9 @@ def main() -> None:
            "seconds": {name: round(s, 3) for name, s in rows}, "verdict": report.verdict,
            "failed": [c["key"] for c in report.failed], "near_pairs": report.duplicates["near_pair_count"],
            "env": env.collect("cpu")}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    from varbench import files
+
+    files.write_json(args.json, out)
     print(f"wrote {args.json}")
 
 

@@ -13,7 +13,6 @@ for Inception on 2 CPU cores in ``reports/bench_fid_features_cpu.json``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -78,8 +77,9 @@ def main() -> None:
     out = {"benchmark": "bootstrap", "n": args.n, "ref": args.ref, "replicates": args.replicates, "rows": rows,
            "seconds_per_replicate_all": total, "feature_extraction_s_estimate": extraction,
            "load_average": os.getloadavg(), "env": env.collect("cpu")}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
+    from varbench import files
+
+    files.write_json(args.json, out)
     print(f"wrote {args.json}")
 
 

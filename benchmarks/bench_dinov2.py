@@ -12,7 +12,6 @@ warm-up batch, then the median of ``--repeats`` timed passes.  ``--vitl-images 0
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -82,8 +81,9 @@ def main() -> None:
     out = {"benchmark": "dinov2_features", "size": args.size, "batch_size": args.batch_size,
            "threads": args.threads, "device": args.device, "weights": "random recipe (seed 0)",
            "results": results, "env": env.collect(args.device)}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    from varbench import files
+
+    files.write_json(args.json, out)
     print(f"wrote {args.json}")
 
 

@@ -12,7 +12,6 @@ sampling settings, no editing).  The difference edit - sample - encode is the co
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -89,8 +88,9 @@ def main() -> None:
         print(f"{row['model']:16} {row['resolution']:>4} {row['batch']:>5} {row['encode_s']:>9.3f} "
               f"{row['edit_s']:>8.3f} {row['sample_s']:>9.3f} {row['hook_s']:>8.3f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"threads": args.threads, "torch": torch.__version__, "rows": rows}, indent=2))
+        from varbench import files
+
+        files.write_json(args.json, {"threads": args.threads, "torch": torch.__version__, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Both run with TF32 off; runs alternate (``--repeats``) and the ratio is of media
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -100,8 +99,9 @@ def main() -> None:
         }
     print(f"speed-up varbench / torch-fidelity: {out['speedup']:.2f}x (GPU target >= 2x at 50k)")
     print(f"FID varbench {ours['fid']:.6g} vs torch-fidelity {theirs['frechet_inception_distance']:.6g}")
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(json.dumps(out, indent=2) + "\n")
+    from varbench import files
+
+    files.write_json(json_path, out)
     print(f"wrote {json_path}")
 
 

@@ -16,7 +16,6 @@ ratio of median times.  The first 32 features of both are compared as a check.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -125,8 +124,9 @@ def main() -> None:
         "images_per_s": {k: n / v for k, v in med.items()}, "speedup": ratio, "pool3_max_rel_diff": max_rel,
         "env": env.collect(args.device),
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    from varbench import files
+
+    files.write_json(args.json, out)
     print(f"wrote {args.json}")
 
 

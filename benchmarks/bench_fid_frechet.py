@@ -10,7 +10,6 @@ once: it is the slow one); values are compared with SciPy's.  Targets (issue 4):
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -83,8 +82,9 @@ def main() -> None:
               f"(rel {row['rel_diff_vs_sqrtm']:.1e})", flush=True)
     out = {"benchmark": "fid_frechet", "rows": rows, "targets": {"varbench_s": 1.0, "speedup_vs_sqrtm": 20},
            "env": env.collect("cpu")}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    from varbench import files
+
+    files.write_json(args.json, out)
     print(f"wrote {args.json}")
 
 

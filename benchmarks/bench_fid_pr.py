@@ -11,7 +11,6 @@ float32 buffer (2 GB at N = 50,000) and torch-fidelity's default "full" mode a 5
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -61,8 +60,9 @@ def main() -> None:
           f"precision {got.precision:.4f}, recall {got.recall:.4f}")
     print(f"peak RSS {peak_kb / 1024**2:.2f} GiB (features and interpreter before: {before_kb / 1024**2:.2f} GiB; "
           f"target <= 4 GB)")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    from varbench import files
+
+    files.write_json(args.json, out)
     print(f"wrote {args.json}")
 
 

@@ -11,9 +11,7 @@ Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -63,8 +61,9 @@ def main(argv=None) -> dict:
     out = {"benchmark": "pr_arithmetic", "n_ref": args.n_ref, "n_sample": args.n_sample, "dim": args.dim,
            "features": "synthetic |N(shift, 1)|^1.5 with per-row scales 2^N(0, 0.4)", "rows": rows,
            "env": env.collect("cpu")}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    from varbench import files
+
+    files.write_json(args.json, out)
     print(f"wrote {args.json}")
     return out
 

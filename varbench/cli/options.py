@@ -65,13 +65,7 @@ def _items(text: str | None, what: str) -> list[str] | None:
 
 def int_list(text: str | None, what: str) -> list[int] | None:
     """Parse "1,2,3" into ints; None when not given; an empty value or item is an error."""
-    items = _items(text, what)
-    if items is None:
-        return None
-    try:
-        return [int(t) for t in items]
-    except ValueError:
-        raise VarbenchError(f"{what} must be comma-separated integers, got {text!r}") from None
+    return _typed_list(text, what, int, "integers")
 
 
 def str_list(text: str | None, what: str) -> list[str] | None:
@@ -81,13 +75,17 @@ def str_list(text: str | None, what: str) -> list[str] | None:
 
 def float_list(text: str | None, what: str) -> list[float] | None:
     """Parse "1,1.5,2" into floats; None when not given; an empty value or item is an error."""
+    return _typed_list(text, what, float, "numbers")
+
+
+def _typed_list(text: str | None, what: str, cast, kind: str) -> list | None:
     items = _items(text, what)
     if items is None:
         return None
     try:
-        return [float(t) for t in items]
+        return [cast(t) for t in items]
     except ValueError:
-        raise VarbenchError(f"{what} must be comma-separated numbers, got {text!r}") from None
+        raise VarbenchError(f"{what} must be comma-separated {kind}, got {text!r}") from None
 
 
 def sharded(options: dict, settings, launch, run) -> None:

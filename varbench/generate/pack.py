@@ -6,6 +6,7 @@ import functools
 import hashlib
 import io
 import os
+import threading
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +68,10 @@ class ChunkReader:
     def __init__(self, out: Path, plan: Plan, resolution: int):
         self.out, self.plan, self.resolution = out, plan, resolution
         self._open = functools.lru_cache(maxsize=64)(self._load)
+        # PNG writers call row() from threads: opening a chunk parses its header with ast.literal_eval, which is not
+        # thread-safe on CPython 3.11.7 ("AST constructor recursion depth mismatch"), and the cache should open
+        # each chunk once
+        self._lock = threading.Lock()
 
     def _load(self, c: int) -> np.ndarray:
         chunk = self.plan.chunk(c)
@@ -87,7 +92,9 @@ class ChunkReader:
 
     def row(self, index: int) -> np.ndarray:
         c = index // self.plan.chunk_size
-        return self._open(c)[index - c * self.plan.chunk_size]
+        with self._lock:
+            arr = self._open(c)
+        return arr[index - c * self.plan.chunk_size]
 
 
 def pack(out: Path, plan: Plan, resolution: int, block: int = 256) -> dict:

@@ -20,8 +20,11 @@ Every side runs in its own worker process (its own imports, threads and peak-mem
 alternate the sides (A B, then B A, ...) after ``--warmup`` untimed rounds, and a plain matmul peak is measured right
 before every run: ratios are paired per round (and given for the fastest runs, the least disturbed on a shared
 machine), efficiencies are the achieved FLOP/s (formula for the transformer, torch's counter for the decode) over the
-peak measured before that run.  The JSON holds every round, medians,
-spreads, the transformer/decode split, peak RSS, the CPU flags and the load average.
+peak measured before that run.  The JSON holds every round, medians, spreads, the transformer/decode split, peak
+RSS, minor page faults per run, the CPU flags and the load average.  Both workers run with torch's CPU allocator on
+transparent huge pages (``THP_MEM_ALLOC_ENABLE=1``, what the varbench CLI sets; ``--huge-pages off`` for 4 KB
+pages).  ``--profile`` adds one round per side under torch.profiler and records the self time per op and per kind
+of op (matmul, convolution, attention, elementwise and norms, copies, sampling).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -58,6 +62,11 @@ def parse(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="g_seed of every call")
     ap.add_argument("--json", type=Path, default=ROOT / "reports" / "bench_var_sampling.json")
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="one more round per side under torch.profiler: where "
+                    "the time goes (self time per op and per kind of op)")
+    ap.add_argument("--huge-pages", default="on", choices=["on", "off"],
+                    help="torch's CPU allocator with transparent huge pages (THP_MEM_ALLOC_ENABLE) on both sides; "
+                         "on = what the varbench CLI does")
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: serve one side
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)  # internal: the varbench tree of a worker
     ap.add_argument("--out-dir", type=Path, help=argparse.SUPPRESS)  # internal: where a worker puts its outputs
@@ -196,6 +205,10 @@ def worker(args) -> None:
         request = json.loads(line)
         if request["cmd"] == "exit":
             break
+        if request["cmd"] == "profile":
+            proto.write(json.dumps(profile_run(run, labels, args.device)) + "\n")
+            continue
+        faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         with timing.peak_memory(args.device) as mem:
             t0 = time.perf_counter()
             tokens, f_hat, images, decode_s = run(labels)
@@ -209,7 +222,47 @@ def worker(args) -> None:
         torch.save({"tokens": [t.cpu() for t in tokens], "f_hat": f_hat.float().cpu(),
                     "images": torch.from_numpy(images)}, path)
         proto.write(json.dumps({"total_s": total, "decode_s": decode_s, "transformer_s": total - decode_s,
-                                "peak_bytes": mem.bytes, "peak_kind": mem.kind, "file": str(path)}) + "\n")
+                                "peak_bytes": mem.bytes, "peak_kind": mem.kind, "file": str(path),
+                                "minor_page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0})
+                   + "\n")
+
+
+OP_KINDS = {  # torch op -> kind, for the profile's summary (everything else: "other")
+    "matmul": ("aten::addmm", "aten::mm", "aten::bmm", "aten::matmul"),
+    "convolution": ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution_overrideable",
+                    "aten::cudnn_convolution", "aten::_nnpack_spatial_convolution"),
+    "attention": ("aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_flash_attention",
+                  "aten::_scaled_dot_product_efficient_attention", "aten::_scaled_dot_product_cudnn_attention"),
+    "elementwise and norms": ("aten::gelu", "aten::silu", "aten::silu_", "aten::add", "aten::add_", "aten::mul",
+                              "aten::mul_", "aten::div", "aten::native_layer_norm", "aten::native_group_norm",
+                              "aten::linalg_vector_norm", "aten::upsample_nearest2d", "aten::clamp",
+                              "aten::clamp_", "aten::sub", "aten::exp", "aten::constant_pad_nd"),
+    "copies": ("aten::copy_", "aten::cat", "aten::clone", "aten::contiguous", "aten::repeat"),
+    "sampling": ("aten::sort", "aten::topk", "aten::multinomial", "aten::exponential_", "aten::_softmax",
+                 "aten::cumsum_", "aten::cumsum", "aten::masked_fill_", "aten::scatter", "aten::argmax",
+                 "aten::amin", "aten::lt", "aten::le"),
+}
+
+
+def profile_run(run, labels, device: str) -> dict:
+    """One run under torch.profiler: self time of every op (top 25) and summed per kind (OP_KINDS)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    t0 = time.perf_counter()
+    with profile(activities=activities) as prof:
+        run(labels)
+        _sync(device)
+    wall = time.perf_counter() - t0
+    ops = sorted(((e.key, e.self_cpu_time_total / 1e6, e.count) for e in prof.key_averages()), key=lambda o: -o[1])
+    kind_of = {op: kind for kind, names in OP_KINDS.items() for op in names}
+    kinds: dict[str, float] = {}
+    for name, self_s, _ in ops:
+        kinds[kind_of.get(name, "other")] = kinds.get(kind_of.get(name, "other"), 0.0) + self_s
+    total = sum(kinds.values())
+    return {"wall_s_under_profiler": wall, "self_cpu_s_total": total,
+            "kinds": {k: {"self_s": v, "share": v / total} for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
+            "top_ops": [{"op": n, "self_s": t, "calls": c} for n, t, c in ops[:25]]}
 
 
 # ---------------------------------------------------------------------------------------------------------- parent
@@ -226,7 +279,8 @@ class Side:
                "--seed", str(args.seed)]
         if name == "official":
             cmd += ["--official", str(args.official)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+               "THP_MEM_ALLOC_ENABLE": "1" if args.huge_pages == "on" else "0"}
         self.log = open(out_dir / f"{name}.log", "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      env=env, cwd=out_dir)
@@ -240,6 +294,11 @@ class Side:
             tail = Path(self.log.name).read_text()[-3000:]
             raise SystemExit(f"worker {self.name} failed:\n{tail}")
         return json.loads(line)
+
+    def profile(self) -> dict:
+        self.proc.stdin.write(json.dumps({"cmd": "profile"}) + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
 
     def run(self, round_: int) -> dict:
         self.proc.stdin.write(json.dumps({"cmd": "run", "round": round_}) + "\n")
@@ -317,6 +376,7 @@ def summarise(sides: list[Side], work: dict, timed: range) -> dict:
                                        "achieved_flops_s": work[part] / s[part]["median"],
                                        "fraction_of_matmul_peak": spread(fractions)}
         s["peak_rss_bytes"] = max(r["peak_bytes"] or 0 for r in runs)
+        s["minor_page_faults_median"] = statistics.median(r["minor_page_faults"] for r in runs)
         s["peak_kind"] = runs[-1]["peak_kind"]
         if side is not ref:
             s["ratio_reference_over_side"] = {
@@ -387,6 +447,8 @@ def main() -> None:
                 print(f"building {name} ...", flush=True)
                 sides.append(Side(name, ref_root if name == "previous" else ROOT, args, tmp))
             result = rounds(args, sides, tmp)
+            if args.profile:
+                result["profile"] = {side.name: side.profile() for side in sides}
         finally:
             for side in sides:
                 side.close()
@@ -438,7 +500,7 @@ def report(result: dict, args) -> None:
     ref = result["reference"]["side"]
     print(f"\n{result['setting']}; median of {args.repeats} after {args.warmup} warm-up, interleaved")
     print(f"{'side':15s}{'total s':>9s}{'[min-max]':>15s}{'transf. s':>10s}{'decode s':>9s}{'ratio':>7s}"
-          f"{'tf %peak':>9s}{'dec %peak':>10s}{'RSS GB':>8s}{'tokens':>8s}{'images':>8s}")
+          f"{'tf %peak':>9s}{'dec %peak':>10s}{'RSS GB':>8s}{'faults':>9s}{'tokens':>8s}{'images':>8s}")
     targets = {}
     for name, s in sides.items():
         ratio = s.get("ratio_reference_over_side", {}).get("total", {}).get("median")
@@ -448,7 +510,7 @@ def report(result: dict, args) -> None:
         print(f"{name:15s}{s['total']['median']:9.2f}{s['total']['min']:8.2f}-{s['total']['max']:<6.2f}"
               f"{s['transformer']['median']:10.2f}{s['decode']['median']:9.2f}"
               f"{'' if ratio is None else f'{ratio:.2f}x':>7s}{100 * tf_eff:8.0f}%{100 * dec_eff:9.0f}%"
-              f"{s['peak_rss_bytes'] / 1e9:8.2f}"
+              f"{s['peak_rss_bytes'] / 1e9:8.2f}{s['minor_page_faults_median'] / 1e3:8.0f}k"
               f"{'' if eq is None else str(all(e['tokens_equal'] for e in eq)):>8s}"
               f"{'' if eq is None else str(all(e['images_equal'] for e in eq)):>8s}")
         if not name.endswith("bf16"):
@@ -466,6 +528,9 @@ def report(result: dict, args) -> None:
               f"{dt} {statistics.median(p[dt] for p in peaks) / 1e9:.0f} GFLOP/s" for dt in peaks[0]) + ")")
     for name, t in targets.items():
         print(f"target {name}: {t}")
+    for name, prof in result.get("profile", {}).items():
+        print(f"profile {name}: " + ", ".join(f"{k} {100 * v['share']:.0f}%" for k, v in prof["kinds"].items())
+              + f" of {prof['self_cpu_s_total']:.1f} s self time")
     if result["fast_mode"] and not result["fast_mode"]["measured"]:
         print("fast mode not measured: " + result["fast_mode"]["reason_skipped"])
 

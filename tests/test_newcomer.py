@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -163,3 +164,14 @@ def test_resuming_with_another_cpu_thread_count_is_refused(tmp_path):
     line = one_line_error(invoke("--model", "var_test", "--labels", "1,2", "--threads", "2", "--out", tmp_path / "t"),
                           "1 CPU thread(s)", "--threads 1")
     assert "different run" not in line
+
+
+def test_cli_prefers_huge_pages_unless_the_user_chose(monkeypatch):
+    from varbench import env
+
+    monkeypatch.delenv(env.HUGE_PAGES_VARIABLE, raising=False)
+    env.prefer_huge_pages()
+    assert os.environ[env.HUGE_PAGES_VARIABLE] == "1" and env.collect("cpu")["cpu_huge_pages"] is True
+    monkeypatch.setenv(env.HUGE_PAGES_VARIABLE, "0")
+    env.prefer_huge_pages()
+    assert os.environ[env.HUGE_PAGES_VARIABLE] == "0" and env.collect("cpu")["cpu_huge_pages"] is False

@@ -107,3 +107,51 @@ def test_top_k_top_p_more_smooth_options_reach_sampler():
     g = build(zoo.get("var_test"), cfg=4.0, top_k=10, top_p=0.5, more_smooth=True)
     assert g.describe()["sampling"] == {"cfg": 4.0, "top_k": 10, "top_p": 0.5, "more_smooth": True}
     assert g.generate([1], [7]).shape == (1, 64, 64, 3)
+
+
+def _raw_logits(var, vae, labels, autocast_dtype=None):
+    raw = []
+    out = sample(var, vae, labels, len(labels), zoo.VAR_FID_SAMPLING, torch.Generator().manual_seed(11),
+                 autocast_dtype=autocast_dtype,
+                 hook=lambda kind, si, t: raw.append(t.clone()) if kind == "raw_logits" else None)
+    return out, raw
+
+
+@pytest.mark.parametrize("autocast_dtype", [None, torch.bfloat16])
+def test_preallocated_kv_cache_gives_the_bits_of_concatenation(monkeypatch, autocast_dtype):
+    """The default cache writes into buffers sized for the schedule; upstream concatenates.  Same logits, bit for bit,
+    in fp32 and under autocast (where the in-place residual adds must keep torch's dtype promotion)."""
+    from varbench.models.blocks import KVCache
+
+    var, vae = models("256")
+    labels = torch.tensor([1, 207, 980])
+    ours, ours_raw = _raw_logits(var, vae, labels, autocast_dtype)
+    monkeypatch.setattr(VAR, "new_cache", lambda self, capacity=None: [KVCache(None) for _ in self.blocks])
+    cat, cat_raw = _raw_logits(var, vae, labels, autocast_dtype)
+    assert all(torch.equal(a, b) for a, b in zip(ours_raw, cat_raw))
+    assert all(torch.equal(a, b) for a, b in zip(ours.tokens, cat.tokens)) and torch.equal(ours.f_hat, cat.f_hat)
+
+
+def test_kv_cache_refuses_more_tokens_than_its_capacity():
+    from varbench.models.blocks import KVCache
+
+    cache = KVCache(3)
+    k = torch.zeros(1, 2, 2, 4)
+    cache.extend(k, k)
+    with pytest.raises(ValueError, match="holds 3 tokens; 4 were written"):
+        cache.extend(k, k)
+
+
+def test_in_place_block_arithmetic_keeps_values_and_promotion():
+    from varbench.models.blocks import _mul, _residual
+
+    g = torch.Generator().manual_seed(0)
+    x, a, s = (torch.randn(2, 5, 8, generator=g) for _ in range(3))
+    assert torch.equal(_residual(x, a.clone()), x + a) and torch.equal(_mul(a.clone(), s[:, :1]), a * s[:, :1])
+    low = a.bfloat16()
+    got = _residual(x, low.clone())  # an fp32 residual stream plus a bf16 branch stays fp32, as x + branch
+    assert got.dtype == torch.float32 and torch.equal(got, x + low)
+    got = _mul(low.clone(), s)
+    assert got.dtype == torch.float32 and torch.equal(got, low * s)
+    t = x.transpose(0, 1).contiguous().transpose(0, 1)  # other strides: the layout of x + branch follows x
+    assert _residual(t, a.clone()).stride() == (t + a).stride()

@@ -10,6 +10,17 @@ import sys
 from pathlib import Path
 
 _OFFLINE_VARIABLES = ("VARBENCH_OFFLINE", "HF_HUB_OFFLINE")
+HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"  # torch's CPU allocator: 2 MB-aligned, madvise(MADV_HUGEPAGE) buffers
+
+
+def prefer_huge_pages() -> None:
+    """Let torch's CPU allocator back buffers of 2 MB and more with transparent huge pages, unless the user chose.
+
+    The VQ decode of a batch allocates ~130 MB activations dozens of times; in 4 KB pages each costs ~33,000 page
+    faults (2.2 million per VAR-d16 batch of 4 measured here) and the decode ran 8% slower.  Values are unchanged.
+    torch reads the switch at its first CPU allocation, so the CLI calls this before any command runs.
+    """
+    os.environ.setdefault(HUGE_PAGES_VARIABLE, "1")
 
 
 def home() -> Path:
@@ -121,6 +132,7 @@ def collect(device: str | None = None) -> dict:
         "numpy": np.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the SIMD kernels torch picked (AVX2, AVX512...)
         "native_bf16": native_half(device),  # bf16 in hardware (AVX512-BF16/AMX, or a bf16 GPU); else emulated
+        "cpu_huge_pages": os.environ.get(HUGE_PAGES_VARIABLE) == "1",  # see prefer_huge_pages (speed, not values)
         **describe_device(device),
     }
 

@@ -64,6 +64,9 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
+    from varbench.env import prefer_huge_pages
+
+    prefer_huge_pages()  # before torch's first CPU allocation
     app()
 
 

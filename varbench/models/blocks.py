@@ -14,22 +14,50 @@ from torch import nn
 
 
 class KVCache:
-    """Keys/values of earlier scales for one block; grows by concatenation along the token axis."""
+    """Keys/values of earlier scales for one block, (B, H, T, D).
 
-    def __init__(self) -> None:
+    With a ``capacity`` (tokens) the first call allocates buffers of that length and every call writes its keys and
+    values behind the earlier ones, returning views of the filled part: no copy of the earlier scales per step.
+    Without one it grows by concatenation, as upstream.  The values the attention sees are the same either way.
+    """
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = capacity
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.length = 0
 
     def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.k is None:
-            self.k, self.v = k, v
+        end = self.length + k.shape[2]
+        if self.capacity is None:
+            self.k = k if self.k is None else torch.cat((self.k, k), dim=2)
+            self.v = v if self.v is None else torch.cat((self.v, v), dim=2)
         else:
-            self.k = torch.cat((self.k, k), dim=2)
-            self.v = torch.cat((self.v, v), dim=2)
+            if end > self.capacity:
+                raise ValueError(f"KV cache holds {self.capacity} tokens; {end} were written")
+            if self._buffers is None:
+                shape = (*k.shape[:2], self.capacity, k.shape[3])
+                self._buffers = (k.new_empty(shape), v.new_empty(shape))
+            kb, vb = self._buffers
+            kb[:, :, self.length : end].copy_(k)
+            vb[:, :, self.length : end].copy_(v)
+            self.k, self.v = kb[:, :, :end], vb[:, :, :end]
+        self.length = end
         return self.k, self.v
 
-    def nbytes(self) -> int:
-        return 0 if self.k is None else self.k.numel() * self.k.element_size() * 2
+
+def _mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a * b``, written into ``a`` (a fresh intermediate) when ``a`` already has the result's dtype: the same values
+    without a new buffer.  Under autocast the dtypes can differ, and then a new tensor keeps torch's promotion."""
+    return a.mul_(b) if a.dtype == torch.promote_types(a.dtype, b.dtype) else a * b
+
+
+def _residual(x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """``x + branch``, written into ``branch`` (a fresh output) when that gives the same tensor: the same dtype after
+    promotion and the same strides (addition commutes bit for bit; the layout of ``x + branch`` follows ``x``)."""
+    same = branch.dtype == torch.promote_types(x.dtype, branch.dtype) and branch.stride() == x.stride()
+    return branch.add_(x) if same and branch.shape == x.shape else x + branch
 
 
 class SelfAttention(nn.Module):
@@ -58,7 +86,7 @@ class SelfAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, D)
         if self.l2_norm:
             temperature = self.scale_mul_1H11.clamp_max(self.max_scale_mul).exp()  # (1, H, 1, 1)
-            q = F.normalize(q, dim=-1).mul(temperature)
+            q = _mul(F.normalize(q, dim=-1), temperature)
             k = F.normalize(k, dim=-1)
         if cache is not None:
             k, v = cache.extend(k, v)
@@ -101,9 +129,8 @@ class AdaLNSelfAttn(nn.Module):
         else:
             mod = self.ada_lin(cond).view(-1, 1, 6, self.width)
         gamma1, gamma2, scale1, scale2, shift1, shift2 = mod.unbind(2)  # each (B, 1, C)
-        x = x + self.attn(self.ln_wo_grad(x).mul(scale1.add(1)).add_(shift1), attn_bias, cache).mul_(gamma1)
-        x = x + self.ffn(self.ln_wo_grad(x).mul(scale2.add(1)).add_(shift2)).mul(gamma2)
-        return x
+        x = _residual(x, self.attn(_mul(self.ln_wo_grad(x), scale1.add(1)).add_(shift1), attn_bias, cache).mul_(gamma1))
+        return _residual(x, _mul(self.ffn(_mul(self.ln_wo_grad(x), scale2.add(1)).add_(shift2)), gamma2))
 
 
 class SharedAdaLin(nn.Linear):
@@ -124,4 +151,4 @@ class AdaLNBeforeHead(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         scale, shift = self.ada_lin(cond).view(-1, 1, 2, self.width).unbind(2)
-        return self.ln_wo_grad(x).mul(scale.add(1)).add_(shift)
+        return _mul(self.ln_wo_grad(x), scale.add(1)).add_(shift)

@@ -170,8 +170,9 @@ class VAR(nn.Module):
         logits = self.logits(x, cond)
         return (logits, hidden) if return_hidden else logits
 
-    def new_cache(self) -> list[KVCache]:
-        return [KVCache() for _ in self.blocks]
+    def new_cache(self, capacity: int | None = None) -> list[KVCache]:
+        """One KV cache per block, preallocated for ``capacity`` tokens (default: the whole schedule)."""
+        return [KVCache(capacity or self.cfg.num_tokens) for _ in self.blocks]
 
     def step(self, x: torch.Tensor, cond: torch.Tensor, cache: list[KVCache]) -> torch.Tensor:
         """One next-scale step with a KV cache: inputs of the current scale (B, l, C) -> logits (B, l, V)."""

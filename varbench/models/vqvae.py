@@ -47,9 +47,9 @@ class ResnetBlock(nn.Module):
         self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))  # dropout 0 in every released model
-        return self.nin_shortcut(x) + h
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))  # in place on the norm's fresh output, as upstream
+        h = self.conv2(F.silu(self.norm2(h), inplace=True))  # dropout 0 in every released model
+        return self.nin_shortcut(x) + h  # (not in place: the sum takes x's memory format, as upstream)
 
 
 class AttnBlock(nn.Module):
@@ -145,7 +145,7 @@ class Encoder(nn.Module):
             if hasattr(stage, "downsample"):
                 h = stage.downsample(h)
         h = _run_mid(self.mid, h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(F.silu(self.norm_out(h), inplace=True))
 
 
 class Decoder(nn.Module):
@@ -179,7 +179,7 @@ class Decoder(nn.Module):
             h = _run_stage(stage, h)
             if hasattr(stage, "upsample"):
                 h = stage.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(F.silu(self.norm_out(h), inplace=True))
 
 
 class VQVAE(nn.Module):

@@ -49,6 +49,8 @@ class Env(TypedDict, total=False):
     device_name: str  # GPU or CPU model
     cpu_capability: str  # the SIMD kernels torch uses on this CPU ("AVX2", "AVX512"): float results depend on them
     torch_threads: int  # intra-op threads (CPU numerics can depend on them)
+    native_bf16: bool | None  # bf16 in hardware (AVX512-BF16/AMX or a bf16 GPU); None: unknown
+    cpu_huge_pages: bool  # torch's CPU allocator asked for transparent huge pages (speed only, not values)
 
 
 class ModelInfo(TypedDict):

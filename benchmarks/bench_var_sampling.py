@@ -21,10 +21,12 @@ alternate the sides (A B, then B A, ...) after ``--warmup`` untimed rounds, and 
 before every run: ratios are paired per round (and given for the fastest runs, the least disturbed on a shared
 machine), efficiencies are the achieved FLOP/s (formula for the transformer, torch's counter for the decode) over the
 peak measured before that run.  The JSON holds every round, medians, spreads, the transformer/decode split, peak
-RSS, minor page faults per run, the CPU flags and the load average.  Both workers run with torch's CPU allocator on
-transparent huge pages (``THP_MEM_ALLOC_ENABLE=1``, what the varbench CLI sets; ``--huge-pages off`` for 4 KB
-pages).  ``--profile`` adds one round per side under torch.profiler and records the self time per op and per kind
-of op (matmul, convolution, attention, elementwise and norms, copies, sampling).
+RSS, minor page faults per run, the CPU flags and the load average.  Both workers run with the CPU allocator
+settings of the varbench CLI (``env.tune_cpu_allocator``: torch's buffers on transparent huge pages, glibc keeping
+freed memory; ``--allocator default`` for torch's and glibc's defaults: then a worker's page faults depend on what
+it happened to allocate and free before (the official side reuses its temporary copy of the recipe models) and
+buffers sit in 4 KB pages).  ``--profile`` adds one round per side under torch.profiler and records the self time
+per op and per kind of op (matmul, convolution, attention, elementwise and norms, copies, sampling).
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ LAYERS = ("Linear", "LayerNorm", "BatchNorm2d", "SyncBatchNorm", "Conv1d", "Conv
           "ConvTranspose2d")  # the classes whose reset_parameters build_vae_var replaces
 
 
+ALLOCATORS = {  # the environment of both workers; "varbench" = env.tune_cpu_allocator, read by glibc at start
+    "varbench": {"THP_MEM_ALLOC_ENABLE": "1", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)},
+    "default": {"THP_MEM_ALLOC_ENABLE": "0"},
+}
+
+
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--official", type=Path, help="a checkout of FoundationVision/VAR (the reference side)")
@@ -64,9 +72,9 @@ def parse(argv=None):
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--profile", action="store_true", help="one more round per side under torch.profiler: where "
                     "the time goes (self time per op and per kind of op)")
-    ap.add_argument("--huge-pages", default="on", choices=["on", "off"],
-                    help="torch's CPU allocator with transparent huge pages (THP_MEM_ALLOC_ENABLE) on both sides; "
-                         "on = what the varbench CLI does")
+    ap.add_argument("--allocator", default="varbench", choices=["varbench", "default"],
+                    help="both sides alike: varbench = what the CLI sets (env.tune_cpu_allocator: huge pages, "
+                         "glibc keeps freed memory); default = torch's and glibc's defaults")
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: serve one side
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)  # internal: the varbench tree of a worker
     ap.add_argument("--out-dir", type=Path, help=argparse.SUPPRESS)  # internal: where a worker puts its outputs
@@ -280,7 +288,7 @@ class Side:
         if name == "official":
             cmd += ["--official", str(args.official)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
-               "THP_MEM_ALLOC_ENABLE": "1" if args.huge_pages == "on" else "0"}
+               **ALLOCATORS[args.allocator]}
         self.log = open(out_dir / f"{name}.log", "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      env=env, cwd=out_dir)

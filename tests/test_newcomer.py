@@ -166,12 +166,25 @@ def test_resuming_with_another_cpu_thread_count_is_refused(tmp_path):
     assert "different run" not in line
 
 
-def test_cli_prefers_huge_pages_unless_the_user_chose(monkeypatch):
+def test_cli_tunes_the_cpu_allocator_unless_the_user_chose(monkeypatch):
+    import platform
+
     from varbench import env
 
-    monkeypatch.delenv(env.HUGE_PAGES_VARIABLE, raising=False)
-    env.prefer_huge_pages()
+    for name in (env.HUGE_PAGES_VARIABLE, "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
+                 "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(env, "_heap_kept", False)
+    monkeypatch.setenv(env.KEEP_HEAP_VARIABLE, "0")  # opted out of the heap setting: huge pages only
+    env.tune_cpu_allocator()
     assert os.environ[env.HUGE_PAGES_VARIABLE] == "1" and env.collect("cpu")["cpu_huge_pages"] is True
+    assert env.collect("cpu")["cpu_heap_kept"] is False
+    monkeypatch.delenv(env.KEEP_HEAP_VARIABLE)
     monkeypatch.setenv(env.HUGE_PAGES_VARIABLE, "0")
-    env.prefer_huge_pages()
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000")  # the user's own malloc setting: left alone
+    env.tune_cpu_allocator()
     assert os.environ[env.HUGE_PAGES_VARIABLE] == "0" and env.collect("cpu")["cpu_huge_pages"] is False
+    assert env.collect("cpu")["cpu_heap_kept"] is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    env.tune_cpu_allocator()
+    assert env.collect("cpu")["cpu_heap_kept"] is (platform.libc_ver()[0] == "glibc")

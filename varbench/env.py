@@ -3,6 +3,7 @@ environment switches varbench reads (``VARBENCH_HOME``, ``VARBENCH_OFFLINE``).""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import subprocess
@@ -11,16 +12,32 @@ from pathlib import Path
 
 _OFFLINE_VARIABLES = ("VARBENCH_OFFLINE", "HF_HUB_OFFLINE")
 HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"  # torch's CPU allocator: 2 MB-aligned, madvise(MADV_HUGEPAGE) buffers
+KEEP_HEAP_VARIABLE = "VARBENCH_KEEP_HEAP"  # 0: leave glibc's malloc as it is
+_GLIBC_MALLOC_VARIABLES = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
+_heap_kept = False
 
 
-def prefer_huge_pages() -> None:
-    """Let torch's CPU allocator back buffers of 2 MB and more with transparent huge pages, unless the user chose.
+def tune_cpu_allocator() -> None:
+    """Keep the memory of freed tensors for the next ones instead of faulting in fresh pages, unless the user chose.
 
-    The VQ decode of a batch allocates ~130 MB activations dozens of times; in 4 KB pages each costs ~33,000 page
-    faults (2.2 million per VAR-d16 batch of 4 measured here) and the decode ran 8% slower.  Values are unchanged.
-    torch reads the switch at its first CPU allocation, so the CLI calls this before any command runs.
+    A VAR-d16 batch of 4 allocates ~130 MB activations dozens of times.  glibc serves requests over 32 MB with
+    fresh mmaps and gives them back on free, so every one is faulted in again: 1.7-2.2 million page faults per
+    batch measured here, the VQ decode 1.6x slower than in a process that reuses its heap.  So: torch's buffers of
+    2 MB and more on transparent huge pages (``THP_MEM_ALLOC_ENABLE``), and glibc told to serve everything from its
+    heap and keep up to 2 GB free at its top (``mallopt``; ``VARBENCH_KEEP_HEAP=0`` or any ``MALLOC_*``/
+    ``GLIBC_TUNABLES`` setting of yours leaves it alone).  Values are unchanged; the resident size stays at its peak.
+    torch reads its switch at its first CPU allocation, so the CLI calls this before any command runs.
     """
+    global _heap_kept
     os.environ.setdefault(HUGE_PAGES_VARIABLE, "1")
+    if os.environ.get(KEEP_HEAP_VARIABLE, "1") == "0" or any(k in os.environ for k in _GLIBC_MALLOC_VARIABLES):
+        return
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt  # glibc; other C libraries: left alone
+    except (OSError, AttributeError):
+        return
+    _heap_kept = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
 
 
 def home() -> Path:
@@ -132,7 +149,8 @@ def collect(device: str | None = None) -> dict:
         "numpy": np.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the SIMD kernels torch picked (AVX2, AVX512...)
         "native_bf16": native_half(device),  # bf16 in hardware (AVX512-BF16/AMX, or a bf16 GPU); else emulated
-        "cpu_huge_pages": os.environ.get(HUGE_PAGES_VARIABLE) == "1",  # see prefer_huge_pages (speed, not values)
+        "cpu_huge_pages": os.environ.get(HUGE_PAGES_VARIABLE) == "1",  # see tune_cpu_allocator (speed, not values)
+        "cpu_heap_kept": _heap_kept,
         **describe_device(device),
     }
 

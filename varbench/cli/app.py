@@ -64,9 +64,9 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    from varbench.env import prefer_huge_pages
+    from varbench.env import tune_cpu_allocator
 
-    prefer_huge_pages()  # before torch's first CPU allocation
+    tune_cpu_allocator()  # before torch's first CPU allocation
     app()
 
 

@@ -65,15 +65,20 @@ def to_fp16(x: np.ndarray) -> np.ndarray:
 
 
 def _squared_distances_fp16(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The float16 steps run in torch's CPU float16 arithmetic: like numpy's, each operation is computed in float32
+    and rounded once to float16 (the same bits), about ten times faster than numpy's float16 loops."""
+    import torch
+
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected by the caller
         u16, v16 = to_fp16(u), to_fp16(v)
         norm_u = np.square(u16).sum(axis=1, dtype=np.float32).astype(np.float16)
         norm_v = np.square(v16).sum(axis=1, dtype=np.float32).astype(np.float16)
-        dot = (u16.astype(np.float32) @ v16.astype(np.float32).T).astype(np.float16)
-        d = norm_u[:, None] - np.float16(2) * dot
-        d += norm_v[None, :]
-        np.maximum(d, np.float16(0), out=d)
-    return d.astype(np.float32)
+        dot = u16.astype(np.float32) @ v16.astype(np.float32).T  # float32 accumulation, as a float16 GEMM
+    d = torch.from_numpy(dot).half()  # the GEMM's rounding to float16
+    del dot
+    d.mul_(-2).add_(torch.from_numpy(norm_u)[:, None])  # |u|^2 - 2 u.v: (-2M) + |u|^2 is the same rounding
+    d.add_(torch.from_numpy(norm_v)[None, :]).clamp_(min=0)  # NaN stays NaN (as np.maximum) for the caller's check
+    return d.float().numpy()
 
 
 def manifold_radii(features: np.ndarray, k: int = K, block: int = BLOCK, distance: str = ADM_DISTANCE) -> np.ndarray:

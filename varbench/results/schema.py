@@ -51,6 +51,7 @@ class Env(TypedDict, total=False):
     torch_threads: int  # intra-op threads (CPU numerics can depend on them)
     native_bf16: bool | None  # bf16 in hardware (AVX512-BF16/AMX or a bf16 GPU); None: unknown
     cpu_huge_pages: bool  # torch's CPU allocator asked for transparent huge pages (speed only, not values)
+    cpu_heap_kept: bool  # glibc's malloc kept freed memory for reuse (env.tune_cpu_allocator; speed only)
 
 
 class ModelInfo(TypedDict):

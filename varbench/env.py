@@ -1,5 +1,6 @@
 """Facts about the machine and the installation: versions, device, git sha (recorded in every result), and the
-environment switches varbench reads (``VARBENCH_HOME``, ``VARBENCH_OFFLINE``)."""
+environment switches varbench reads (``VARBENCH_HOME``, ``VARBENCH_OFFLINE``, ``VARBENCH_KEEP_HEAP``) and the CPU
+allocator settings of the CLI."""
 
 from __future__ import annotations
 

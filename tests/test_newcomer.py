@@ -167,10 +167,17 @@ def test_resuming_with_another_cpu_thread_count_is_refused(tmp_path):
 
 
 def test_cli_tunes_the_cpu_allocator_unless_the_user_chose(monkeypatch):
-    import platform
-
+    """With a stand-in for glibc's mallopt: the test process's own allocator is never changed."""
     from varbench import env
 
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(env.ctypes, "CDLL", lambda name: FakeLibc())
     for name in (env.HUGE_PAGES_VARIABLE, "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
                  "GLIBC_TUNABLES"):
         monkeypatch.delenv(name, raising=False)
@@ -178,13 +185,25 @@ def test_cli_tunes_the_cpu_allocator_unless_the_user_chose(monkeypatch):
     monkeypatch.setenv(env.KEEP_HEAP_VARIABLE, "0")  # opted out of the heap setting: huge pages only
     env.tune_cpu_allocator()
     assert os.environ[env.HUGE_PAGES_VARIABLE] == "1" and env.collect("cpu")["cpu_huge_pages"] is True
-    assert env.collect("cpu")["cpu_heap_kept"] is False
+    assert env.collect("cpu")["cpu_heap_kept"] is False and calls == []
     monkeypatch.delenv(env.KEEP_HEAP_VARIABLE)
     monkeypatch.setenv(env.HUGE_PAGES_VARIABLE, "0")
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000")  # the user's own malloc setting: left alone
     env.tune_cpu_allocator()
     assert os.environ[env.HUGE_PAGES_VARIABLE] == "0" and env.collect("cpu")["cpu_huge_pages"] is False
-    assert env.collect("cpu")["cpu_heap_kept"] is False
+    assert env.collect("cpu")["cpu_heap_kept"] is False and calls == []
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
     env.tune_cpu_allocator()
-    assert env.collect("cpu")["cpu_heap_kept"] is (platform.libc_ver()[0] == "glibc")
+    assert env.collect("cpu")["cpu_heap_kept"] is True
+    assert calls == [(-4, 0), (-1, 2**31 - 1)]  # M_MMAP_MAX 0, M_TRIM_THRESHOLD 2 GB
+
+
+def test_real_allocator_setting_in_a_fresh_process():
+    import platform
+    import subprocess
+    import sys
+
+    code = "from varbench import env; env.tune_cpu_allocator(); print(env._heap_kept)"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES", "VARBENCH_KEEP"))}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean, check=True)
+    assert out.stdout.strip() == str(platform.libc_ver()[0] == "glibc")

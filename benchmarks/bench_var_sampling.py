@@ -48,12 +48,6 @@ LAYERS = ("Linear", "LayerNorm", "BatchNorm2d", "SyncBatchNorm", "Conv1d", "Conv
           "ConvTranspose2d")  # the classes whose reset_parameters build_vae_var replaces
 
 
-ALLOCATORS = {  # the environment of both workers; "varbench" = env.tune_cpu_allocator, read by glibc at start
-    "varbench": {"THP_MEM_ALLOC_ENABLE": "1", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)},
-    "default": {"THP_MEM_ALLOC_ENABLE": "0"},
-}
-
-
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--official", type=Path, help="a checkout of FoundationVision/VAR (the reference side)")
@@ -266,7 +260,8 @@ def profile_run(run, labels, device: str) -> dict:
     kind_of = {op: kind for kind, names in OP_KINDS.items() for op in names}
     kinds: dict[str, float] = {}
     for name, self_s, _ in ops:
-        kinds[kind_of.get(name, "other")] = kinds.get(kind_of.get(name, "other"), 0.0) + self_s
+        kind = kind_of.get(name, "other")
+        kinds[kind] = kinds.get(kind, 0.0) + self_s
     total = sum(kinds.values())
     return {"wall_s_under_profiler": wall, "self_cpu_s_total": total,
             "kinds": {k: {"self_s": v, "share": v / total} for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
@@ -287,8 +282,10 @@ class Side:
                "--seed", str(args.seed)]
         if name == "official":
             cmd += ["--official", str(args.official)]
+        from varbench.env import allocator_environment
+
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
-               **ALLOCATORS[args.allocator]}
+               **allocator_environment(args.allocator == "varbench")}
         self.log = open(out_dir / f"{name}.log", "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      env=env, cwd=out_dir)

@@ -16,7 +16,16 @@ HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"  # torch's CPU allocator: 2 MB-alig
 KEEP_HEAP_VARIABLE = "VARBENCH_KEEP_HEAP"  # 0: leave glibc's malloc as it is
 _GLIBC_MALLOC_VARIABLES = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
+KEPT_HEAP_TRIM_BYTES = 2**31 - 1  # free memory glibc keeps at the top of its heap (mallopt takes an int)
 _heap_kept = False
+
+
+def allocator_environment(tuned: bool) -> dict[str, str]:
+    """Environment variables that give a new process the CLI's allocator (``tuned``) or the defaults; glibc reads
+    ``MALLOC_*`` at start, what ``tune_cpu_allocator`` sets with mallopt in a running one."""
+    if not tuned:
+        return {HUGE_PAGES_VARIABLE: "0"}
+    return {HUGE_PAGES_VARIABLE: "1", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(KEPT_HEAP_TRIM_BYTES)}
 
 
 def tune_cpu_allocator() -> None:
@@ -38,7 +47,7 @@ def tune_cpu_allocator() -> None:
         mallopt = ctypes.CDLL("libc.so.6").mallopt  # glibc; other C libraries: left alone
     except (OSError, AttributeError):
         return
-    _heap_kept = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    _heap_kept = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, KEPT_HEAP_TRIM_BYTES) == 1
 
 
 def home() -> Path:

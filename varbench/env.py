@@ -13,7 +13,7 @@ from pathlib import Path
 
 _OFFLINE_VARIABLES = ("VARBENCH_OFFLINE", "HF_HUB_OFFLINE")
 HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"  # torch's CPU allocator: 2 MB-aligned, madvise(MADV_HUGEPAGE) buffers
-KEEP_HEAP_VARIABLE = "VARBENCH_KEEP_HEAP"  # 0: leave glibc's malloc as it is
+KEEP_HEAP_VARIABLE = "VARBENCH_KEEP_HEAP"  # 0/false/no/off: leave glibc's malloc as it is
 _GLIBC_MALLOC_VARIABLES = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
 KEPT_HEAP_TRIM_BYTES = 2**31 - 1  # free memory glibc keeps at the top of its heap (mallopt takes an int)
@@ -41,7 +41,8 @@ def tune_cpu_allocator() -> None:
     """
     global _heap_kept
     os.environ.setdefault(HUGE_PAGES_VARIABLE, "1")
-    if os.environ.get(KEEP_HEAP_VARIABLE, "1") == "0" or any(k in os.environ for k in _GLIBC_MALLOC_VARIABLES):
+    opted_out = os.environ.get(KEEP_HEAP_VARIABLE, "").lower() in ("0", "false", "no", "off")
+    if opted_out or any(k in os.environ for k in _GLIBC_MALLOC_VARIABLES):
         return
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt  # glibc; other C libraries: left alone
